@@ -1,0 +1,60 @@
+"""Builds the Quart-Trio application: routes of every adapter, and error handling in one place."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from edgetwin.api.render import error_response, json_response
+from edgetwin.config import quart_config
+from edgetwin.errors import EdgeTwinError
+
+if TYPE_CHECKING:
+    from quart import Response
+
+    from edgetwin.core.health import Health
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(*, health: Health) -> QuartTrio:
+    """The ASGI application served by ``api.server``.
+
+    Args:
+        health: the service states that ``GET /health`` reports.
+    """
+    app = QuartTrio("edgetwin")
+    app.config.update(quart_config())
+
+    @app.get("/health")
+    async def get_health() -> Response:
+        snapshot = health.snapshot()
+        return json_response(snapshot.to_json(), 200 if snapshot.status == "UP" else 503)
+
+    @app.errorhandler(EdgeTwinError)
+    async def on_edgetwin_error(err: EdgeTwinError) -> Response:
+        return error_response(err)
+
+    @app.errorhandler(HTTPException)
+    async def on_http_exception(err: HTTPException) -> Response:
+        status = err.code or 500
+        code = {404: "resource.notfound", 405: "method.notallowed"}.get(status, "request.invalid")
+        return error_response(EdgeTwinError(err.description or err.name, error_code=code, status=status))
+
+    @app.errorhandler(Exception)
+    async def on_unexpected(err: Exception) -> Any:
+        logger.exception("request failed")
+        return error_response(
+            EdgeTwinError(
+                "An unexpected error occurred; it has been logged.",
+                error_code="internalerror",
+                status=500,
+            )
+        )
+
+    return app
