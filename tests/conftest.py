@@ -55,8 +55,10 @@ class RunningApp:
 async def running(settings: Settings) -> AsyncIterator[RunningApp]:
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
-        ports = await nursery.start(lambda task_status: app.serve(
-            settings, environ={}, shutdown_trigger=stop.wait, task_status=task_status
-        ))
+        ports = await nursery.start(
+            lambda task_status: app.serve(
+                settings, environ={}, shutdown_trigger=stop.wait, task_status=task_status
+            )
+        )
         yield RunningApp(ports, stop, settings)
         stop.set()

@@ -32,8 +32,14 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
     text = example.read_text()
     for section, fields in {
         "storage": ["path", "map_size_mb", "max_map_size_mb", "write_queue", "max_batch"],
-        "http": ["bind", "connection_setup_timeout_s", "keep_alive_timeout_s", "shutdown_grace_s",
-                 "tls_cert_file", "tls_key_file"],
+        "http": [
+            "bind",
+            "connection_setup_timeout_s",
+            "keep_alive_timeout_s",
+            "shutdown_grace_s",
+            "tls_cert_file",
+            "tls_key_file",
+        ],
         "mqtt": ["bind", "websocket_bind", "allow_anonymous", "anonymous_publish", "anonymous_subscribe"],
         "live": ["default_timeout_s", "max_timeout_s"],
         "messaging": ["streams"],
@@ -42,8 +48,19 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
         assert f"[{section}]" in text
         for name in fields:
             assert f"{name} =" in text, f"{section}.{name} undocumented"
-    for name in ["password_hash", "publish", "subscribe", "prefix", "issuer", "public_key_file",
-                 "jwks_file", "algorithms", "audience", "leeway_s", "trusted_proxies"]:
+    for name in [
+        "password_hash",
+        "publish",
+        "subscribe",
+        "prefix",
+        "issuer",
+        "public_key_file",
+        "jwks_file",
+        "algorithms",
+        "audience",
+        "leeway_s",
+        "trusted_proxies",
+    ]:
         assert f"{name} =" in text, name
 
 
@@ -57,11 +74,17 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
         ({"nosuch": {}}, "nosuch: unknown key"),
         ({"storage": "x"}, 'storage: expected a table, got "x"'),
         ({"storage": {"map_size_mb": 0}}, "storage.map_size_mb: must be greater than 0"),
-        ({"storage": {"map_size_mb": 64, "max_map_size_mb": 32}}, "storage.max_map_size_mb: must be at least"),
+        (
+            {"storage": {"map_size_mb": 64, "max_map_size_mb": 32}},
+            "storage.max_map_size_mb: must be at least",
+        ),
         ({"http": {"bind": "8080"}}, 'http.bind: expected "host:port", got "8080"'),
         ({"http": {"bind": "localhost:http"}}, "http.bind: expected a port number"),
         ({"http": {"bind": "localhost:70000"}}, "http.bind: port 70000 is out of range"),
-        ({"http": {"connection_setup_timeout_s": "10"}}, "http.connection_setup_timeout_s: expected a number"),
+        (
+            {"http": {"connection_setup_timeout_s": "10"}},
+            "http.connection_setup_timeout_s: expected a number",
+        ),
         ({"http": {"connection_setup_timeout_s": -1}}, "http.connection_setup_timeout_s: must be greater"),
         ({"http": {"tls_cert_file": "/nonexistent.pem"}}, "http.tls_key_file: required"),
         ({"mqtt": {"allow_anonymous": "yes"}}, 'mqtt.allow_anonymous: expected a boolean, got "yes"'),
@@ -70,19 +93,33 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
         ({"live": {"default_timeout_s": 90}}, "live.default_timeout_s: must not exceed live.max_timeout_s"),
         ({"auth": {"users": [{"password": "x"}]}}, "auth.users[0].name: required key is missing"),
         ({"auth": {"users": [{"name": "a"}]}}, "auth.users[0]: set exactly one of password or password_hash"),
-        ({"auth": {"users": [{"name": "a", "password_hash": "md5$x"}]}}, "auth.users[0].password_hash: not a hash"),
-        ({"auth": {"users": [{"name": "a", "password": "x"}, {"name": "a", "password": "y"}]}},
-         'auth.users[1].name: duplicate user "a"'),
+        (
+            {"auth": {"users": [{"name": "a", "password_hash": "md5$x"}]}},
+            "auth.users[0].password_hash: not a hash",
+        ),
+        (
+            {"auth": {"users": [{"name": "a", "password": "x"}, {"name": "a", "password": "y"}]}},
+            'auth.users[1].name: duplicate user "a"',
+        ),
         ({"auth": {"users": {"name": "a"}}}, "auth.users: expected an array, got a table"),
         ({"auth": {"jwt": [{"prefix": "idp", "issuer": "i"}]}}, "auth.jwt[0]: set exactly one of secret"),
-        ({"auth": {"jwt": [{"prefix": "idp", "issuer": "i", "secret": "s", "algorithms": ["none"]}]}},
-         'auth.jwt[0].algorithms[0]: "none" is not allowed'),
-        ({"auth": {"jwt": [{"prefix": "idp", "issuer": "i", "secret": "s", "algorithms": ["RS256"]}]}},
-         "auth.jwt[0].algorithms: a secret only verifies HS256"),
-        ({"auth": {"pre_authenticated": {"trusted_proxies": ["not-an-ip"]}}},
-         'auth.pre_authenticated.trusted_proxies[0]: not an IP address or network: "not-an-ip"'),
+        (
+            {"auth": {"jwt": [{"prefix": "idp", "issuer": "i", "secret": "s", "algorithms": ["none"]}]}},
+            'auth.jwt[0].algorithms[0]: "none" is not allowed',
+        ),
+        (
+            {"auth": {"jwt": [{"prefix": "idp", "issuer": "i", "secret": "s", "algorithms": ["RS256"]}]}},
+            "auth.jwt[0].algorithms: a secret only verifies HS256",
+        ),
+        (
+            {"auth": {"pre_authenticated": {"trusted_proxies": ["not-an-ip"]}}},
+            'auth.pre_authenticated.trusted_proxies[0]: not an IP address or network: "not-an-ip"',
+        ),
         ({"messaging": {"streams": ["a/b"]}}, 'messaging.streams[0]: not a valid stream name: "a/b"'),
-        ({"logging": {"level": "loud"}}, 'logging.level: expected one of debug, info, warning, error, got "loud"'),
+        (
+            {"logging": {"level": "loud"}},
+            'logging.level: expected one of debug, info, warning, error, got "loud"',
+        ),
         ({"logging": {"format": "xml"}}, 'logging.format: expected one of "logfmt", "json", got "xml"'),
     ],
 )
@@ -101,8 +138,14 @@ def test_whole_numbers_are_accepted_for_seconds() -> None:
 def test_environment_overlay_wins_over_file(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text('[http]\nbind = "127.0.0.1:9000"\n')
-    s = load(cfg, environ={"EDGETWIN_HTTP__BIND": "0.0.0.0:9001", "EDGETWIN_MQTT__ALLOW_ANONYMOUS": "true",
-                           "OTHER": "x"})
+    s = load(
+        cfg,
+        environ={
+            "EDGETWIN_HTTP__BIND": "0.0.0.0:9001",
+            "EDGETWIN_MQTT__ALLOW_ANONYMOUS": "true",
+            "OTHER": "x",
+        },
+    )
     assert s.http.bind == "0.0.0.0:9001"
     assert s.mqtt.allow_anonymous is True
 

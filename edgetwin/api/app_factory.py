@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from edgetwin.api.render import error_response, json_response
+from edgetwin.api.asgi import EdgeAsgi
+from edgetwin.api.render import error_response
 from edgetwin.config import quart_config
 from edgetwin.errors import EdgeTwinError
 
@@ -22,19 +23,14 @@ __all__ = ["create_app"]
 logger = logging.getLogger(__name__)
 
 
-def create_app(*, health: Health) -> QuartTrio:
-    """The ASGI application served by ``api.server``.
+def create_app(*, health: Health) -> EdgeAsgi:
+    """The ASGI application served by ``api.server``: the Quart-Trio app behind the ``/health`` front.
 
     Args:
         health: the service states that ``GET /health`` reports.
     """
     app = QuartTrio("edgetwin")
     app.config.update(quart_config())
-
-    @app.get("/health")
-    async def get_health() -> Response:
-        snapshot = health.snapshot()
-        return json_response(snapshot.to_json(), 200 if snapshot.status == "UP" else 503)
 
     @app.errorhandler(EdgeTwinError)
     async def on_edgetwin_error(err: EdgeTwinError) -> Response:
@@ -57,4 +53,4 @@ def create_app(*, health: Health) -> QuartTrio:
             )
         )
 
-    return app
+    return EdgeAsgi(app, health)

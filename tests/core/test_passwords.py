@@ -9,7 +9,8 @@ def test_round_trip_and_salt() -> None:
     a, b = hash_password("pw"), hash_password("pw")
     assert a != b  # random salt
     assert a.startswith("scrypt$14$8$1$")
-    assert verify_password("pw", a) and verify_password("pw", b)
+    assert verify_password("pw", a)
+    assert verify_password("pw", b)
     assert not verify_password("pW", a)
 
 

@@ -28,7 +28,7 @@ async def writer(store: Store) -> AsyncIterator[StoreWriter]:
         w.close()
 
 
-def append(key: bytes, item: bytes):  # type: ignore[no-untyped-def]
+def append(key: bytes, item: bytes):
     """Read-modify-write: append ``item`` to the list stored under ``key``; returns the new length."""
 
     def op(txn: WriteTxn) -> int:
@@ -40,7 +40,9 @@ def append(key: bytes, item: bytes):  # type: ignore[no-untyped-def]
     return op
 
 
-async def test_concurrent_writers_are_all_durable_and_share_commits(store: Store, writer: StoreWriter) -> None:
+async def test_concurrent_writers_are_all_durable_and_share_commits(
+    store: Store, writer: StoreWriter
+) -> None:
     results: dict[int, int] = {}
 
     async def one(i: int) -> None:
@@ -102,7 +104,7 @@ async def test_a_failing_write_fails_alone(store: Store, writer: StoreWriter) ->
 
 
 async def test_map_grows_when_full(store: Store, writer: StoreWriter) -> None:
-    def big(i: int):  # type: ignore[no-untyped-def]
+    def big(i: int):
         def op(txn: WriteTxn) -> None:
             txn.put("kv", b"big%d" % i, b"x" * 200_000)
 
@@ -122,7 +124,7 @@ async def test_full_store_refuses_writes_and_keeps_data(store: Store, writer: St
     def huge(txn: WriteTxn) -> None:
         txn.put("kv", b"huge", b"x" * (6 * 1024 * 1024))
 
-    with pytest.raises(StoreFull, match="storage.max_map_size_mb"):
+    with pytest.raises(StoreFull, match=r"storage\.max_map_size_mb"):
         await writer.submit(huge)
     # Small writes still fit, and nothing stored before was harmed.
     assert await writer.submit(append(b"precious", b"2")) == 2

@@ -100,7 +100,7 @@ async def test_connection_setup_rule_on_the_wall_clock(running: RunningApp) -> N
     assert data.startswith(b"HTTP/1.1 200")
 
 
-async def test_setup_deadline_with_mock_clock(autojump_clock: trio.abc.Clock, settings) -> None:  # type: ignore[no-untyped-def]
+async def test_setup_deadline_with_mock_clock(autojump_clock: trio.abc.Clock, settings) -> None:
     """The deadline logic itself, over a memory stream: partial head -> 408 after exactly the timeout."""
     server = _Server(app=None, config=hypercorn_config(settings.http), http=settings.http, state={})
     client, server_side = trio.testing.memory_stream_pair()
@@ -121,7 +121,9 @@ async def test_graceful_shutdown_finishes_in_flight_requests_and_stops_promptly(
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             ports = await nursery.start(
-                lambda task_status: app.serve(settings, environ={}, shutdown_trigger=stop.wait, task_status=task_status)
+                lambda task_status: app.serve(
+                    settings, environ={}, shutdown_trigger=stop.wait, task_status=task_status
+                )
             )
             async with httpx.AsyncClient(base_url=f"http://{ports.http[0]}") as client:
                 assert (await client.get("/health")).status_code == 200
@@ -130,5 +132,5 @@ async def test_graceful_shutdown_finishes_in_flight_requests_and_stops_promptly(
             host, port = ports.http[0].rsplit(":", 1)
         # serve() returned: the listener is closed and the store too
         assert trio.current_time() - started < 5
-        with pytest.raises(OSError):
+        with pytest.raises(OSError, match="connect"):
             await trio.open_tcp_stream(host, int(port))

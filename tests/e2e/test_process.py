@@ -107,8 +107,10 @@ def test_store_from_newer_version_is_refused(tmp_path: Path) -> None:
 def test_unusable_store_directory_is_refused(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a directory")
     cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[storage]\npath = "{tmp_path / "file" / "data"}"\n[http]\nbind = "127.0.0.1:0"\n'
-                   '[mqtt]\nbind = "127.0.0.1:0"\n')
+    cfg.write_text(
+        f'[storage]\npath = "{tmp_path / "file" / "data"}"\n[http]\nbind = "127.0.0.1:0"\n'
+        '[mqtt]\nbind = "127.0.0.1:0"\n'
+    )
     result = run("serve", "--config", str(cfg))
     assert result.returncode == 1
     assert result.stderr.startswith("edgetwin: storage.path: cannot create")
@@ -141,8 +143,9 @@ def test_version_help_and_hash_password() -> None:
 def test_embedded_defaults_serve_in_the_working_directory(tmp_path: Path) -> None:
     """`edgetwin serve` with no config: store in ./edgetwin-data (ports via the environment overlay)."""
     env = dict(os.environ, EDGETWIN_HTTP__BIND="127.0.0.1:0", EDGETWIN_MQTT__BIND="127.0.0.1:0")
-    proc = subprocess.Popen([sys.executable, "-m", "edgetwin", "serve"], cwd=tmp_path, env=env,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgetwin", "serve"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
+    )
     with proc:
         assert proc.stderr is not None
         line = proc.stderr.readline()

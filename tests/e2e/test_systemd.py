@@ -28,7 +28,9 @@ async def test_ready_watchdog_and_stopping(tmp_path: Path) -> None:
     with sock, trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             await nursery.start(
-                lambda task_status: app.serve(settings, environ=environ, shutdown_trigger=stop.wait, task_status=task_status)
+                lambda task_status: app.serve(
+                    settings, environ=environ, shutdown_trigger=stop.wait, task_status=task_status
+                )
             )
             messages = [await _receive(sock) for _ in range(3)]
             assert messages[0] == "READY=1\nSTATUS=serving"

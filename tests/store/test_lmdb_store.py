@@ -11,11 +11,11 @@ from edgetwin.errors import InvalidInput, StoreError, StoreVersionError
 from edgetwin.store import SCHEMA_VERSION, MapFull, Store, WriteTxn
 
 
-def open_store(path: Path, size: int = 1, maximum: int = 4):  # type: ignore[no-untyped-def]
+def open_store(path: Path, size: int = 1, maximum: int = 4):
     return Store.open(path, map_size_mb=size, max_map_size_mb=maximum)
 
 
-def put(key: bytes, value: bytes):  # type: ignore[no-untyped-def]
+def put(key: bytes, value: bytes):
     def op(txn: WriteTxn) -> bytes:
         txn.put("kv", key, value)
         return key
@@ -44,7 +44,10 @@ def test_refuses_store_from_newer_schema(tmp_path: Path) -> None:
 def test_unusable_directory_is_a_clear_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(StoreError, match=r"^storage\.path: cannot create .*file/sub"), open_store(blocker / "sub"):
+    with (
+        pytest.raises(StoreError, match=r"^storage\.path: cannot create .*file/sub"),
+        open_store(blocker / "sub"),
+    ):
         pass
 
 
