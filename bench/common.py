@@ -51,7 +51,13 @@ def rss_mb(pid: int) -> float:
 
 
 def wrk(
-    url: str, *, connections: int = 32, threads: int = 2, seconds: int = 10, script: str | None = None
+    url: str,
+    *,
+    connections: int = 32,
+    threads: int = 2,
+    seconds: int = 10,
+    script: str | None = None,
+    headers: tuple[str, ...] = (),
 ) -> float:
     """Requests per second that ``wrk`` measured (Debian package ``wrk``)."""
     if shutil.which("wrk") is None:
@@ -59,6 +65,8 @@ def wrk(
     args = ["wrk", f"-c{connections}", f"-t{threads}", f"-d{seconds}s"]
     if script:
         args += ["-s", script]
+    for header in headers:
+        args += ["-H", header]
     out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)

@@ -22,7 +22,9 @@ import trio
 from edgetwin import __version__
 from edgetwin.api.app_factory import create_app
 from edgetwin.api.server import serve_http
+from edgetwin.core.bus import EventBus
 from edgetwin.core.health import Health
+from edgetwin.core.service import TwinService
 from edgetwin.core.writer import StoreWriter
 from edgetwin.mqtt.broker import serve_mqtt
 from edgetwin.store import Store
@@ -85,6 +87,7 @@ async def serve(
         storage.path, map_size_mb=storage.map_size_mb, max_map_size_mb=storage.max_map_size_mb
     ) as store:
         writer = StoreWriter(store, queue_size=storage.write_queue, max_batch=storage.max_batch)
+        service = TwinService(store, writer, EventBus())
         # The stop watcher and the watchdog run until cancelled; their scope is cancelled on the way out so
         # that a failed start-up exits at once instead of waiting for a signal.
         helpers: list[trio.CancelScope] = []
@@ -110,7 +113,7 @@ async def serve(
                         partial(serve_mqtt, settings.mqtt, shutdown_trigger=stop.wait)
                     )
                     health.set("mqtt", "up")
-                    app = create_app(health=health)
+                    app = create_app(health=health, service=service, auth=settings.auth)
                     http = await services.start(
                         partial(serve_http, app, settings.http, shutdown_trigger=stop.wait)
                     )

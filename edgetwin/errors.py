@@ -66,6 +66,7 @@ class EdgeTwinError(Exception):
         description: what to do about it (Ditto's ``description``); a class default applies when omitted.
         error_code: the Ditto error code; the class default applies when omitted.
         status: the HTTP status; the class default applies when omitted.
+        headers: response headers that belong to the error (``etag`` on 304/412).
     """
 
     status_hint: ClassVar[int] = 500
@@ -79,12 +80,15 @@ class EdgeTwinError(Exception):
         description: str | None = None,
         error_code: str | None = None,
         status: int | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.description = description if description is not None else self.default_description
         self.error_code = error_code if error_code is not None else self.default_code
         self.status = status if status is not None else self.status_hint
+        # Response headers the edge adds, e.g. the current ETag on a 304 or 412.
+        self.headers: dict[str, str] = dict(headers or {})
 
     def to_json(self) -> dict[str, object]:
         """The Ditto error JSON (``status``, ``error``, ``message`` and, when known, ``description``)."""

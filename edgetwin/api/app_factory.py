@@ -9,25 +9,32 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from edgetwin.api.asgi import EdgeAsgi
+from edgetwin.api.auth import Authenticator
 from edgetwin.api.render import error_response
-from edgetwin.config import quart_config
+from edgetwin.api.things import ThingsApi
+from edgetwin.config import AuthSettings, quart_config
 from edgetwin.errors import EdgeTwinError
 
 if TYPE_CHECKING:
     from quart import Response
 
     from edgetwin.core.health import Health
+    from edgetwin.core.service import TwinService
 
 __all__ = ["create_app"]
 
 logger = logging.getLogger(__name__)
 
 
-def create_app(*, health: Health) -> EdgeAsgi:
-    """The ASGI application served by ``api.server``: the Quart-Trio app behind the ``/health`` front.
+def create_app(
+    *, health: Health, service: TwinService | None = None, auth: AuthSettings | None = None
+) -> EdgeAsgi:
+    """The ASGI application served by ``api.server``: the front (``/health``, the Things API) before Quart.
 
     Args:
         health: the service states that ``GET /health`` reports.
+        service: the core service behind the Things API (without it only ``/health`` and Quart serve).
+        auth: who may authenticate (``[auth]``).
     """
     app = QuartTrio("edgetwin")
     app.config.update(quart_config())
@@ -53,4 +60,7 @@ def create_app(*, health: Health) -> EdgeAsgi:
             )
         )
 
-    return EdgeAsgi(app, health)
+    things = None
+    if service is not None:
+        things = ThingsApi(service, Authenticator(auth if auth is not None else AuthSettings()))
+    return EdgeAsgi(app, health, things)

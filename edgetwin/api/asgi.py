@@ -1,4 +1,5 @@
-"""The ASGI entry point: a thin front that answers ``/health`` itself and hands the rest to Quart.
+"""The ASGI entry point: a thin front that answers ``/health`` itself, routes the Things API to our own
+router, and hands the rest to Quart.
 
 Why a front: measured with wrk at 32 connections, a Quart-Trio route costs about a quarter of the
 throughput of a bare ASGI app on the same Hypercorn worker (request context, routing, two tasks per
@@ -13,7 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from edgetwin.api.things import handles as things_handles
+
 if TYPE_CHECKING:
+    from edgetwin.api.things import ThingsApi
     from edgetwin.core.health import Health
 
 __all__ = ["EdgeAsgi"]
@@ -31,16 +35,23 @@ class EdgeAsgi:
     Args:
         app: the Quart-Trio application for every other route.
         health: the service states that ``GET /health`` reports.
+        things: the Things and search API (our own thin router, for the same reason as ``/health``).
     """
 
-    def __init__(self, app: Any, health: Health) -> None:
+    def __init__(self, app: Any, health: Health, things: ThingsApi | None = None) -> None:
         self._app = app
         self._health = health
+        self._things = things
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/health":
-            await self._health_response(scope, send)
-            return
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path == "/health":
+                await self._health_response(scope, send)
+                return
+            if self._things is not None and things_handles(path, scope["headers"]):
+                await self._things(scope, receive, send)
+                return
         await self._app(scope, receive, send)
 
     async def _health_response(self, scope: Scope, send: Send) -> None:

@@ -22,6 +22,7 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 def error_response(err: EdgeTwinError, headers: dict[str, str] | None = None) -> Response:
     """Ditto's error JSON with the error's status; a 304 has no body."""
+    merged = {**err.headers, **(headers or {})}
     if err.status == 304:
-        return Response(b"", status=304, headers=headers)
-    return json_response(err.to_json(), err.status, headers)
+        return Response(b"", status=304, headers=merged)
+    return json_response(err.to_json(), err.status, merged)

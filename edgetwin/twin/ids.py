@@ -56,7 +56,10 @@ def _is_valid_entity_id(text: str) -> bool:
     namespace, colon, name = text.partition(":")
     if not colon:
         return False
-    if len(text) + sum(1 for char in text if ord(char) > 0xFFFF) > MAX_ID_LENGTH:
+    # ASCII ids (nearly all) need no per-character UTF-16 count: it is a hot path of every request.
+    if len(text) > MAX_ID_LENGTH or (
+        not text.isascii() and len(text) + sum(1 for char in text if ord(char) > 0xFFFF) > MAX_ID_LENGTH
+    ):
         return False
     return _NAMESPACE.fullmatch(namespace) is not None and _NAME.fullmatch(name) is not None
 

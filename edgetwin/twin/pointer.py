@@ -78,6 +78,8 @@ _NOT_FOUND_CODE: Final = "edgetwin:pointer.notfound"
 
 def _utf16_length(text: str) -> int:
     # Java strings count UTF-16 code units, so a character above U+FFFF counts twice toward Ditto's limits.
+    if text.isascii():
+        return len(text)
     return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
 
 

@@ -1,0 +1,35 @@
+"""Events: what a committed change tells the rest of the appliance.
+
+Published on the :class:`~edgetwin.core.bus.EventBus` only after the write is durable, in commit order,
+with the thing's new revision. Later issues turn them into Ditto Protocol events (WebSocket), SSE
+messages, MQTT publications and connector payloads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from edgetwin.twin.pointer import Json, Pointer
+
+__all__ = ["ThingEvent"]
+
+
+@dataclass(frozen=True, slots=True)
+class ThingEvent:
+    """A thing (or a part of it) was created, modified, merged or deleted.
+
+    ``value`` is the new value at ``path`` (the merge patch for ``merged``; ``None`` for ``deleted``).
+    ``thing`` is the whole thing after the change (``None`` after deleting the whole thing): subscribers
+    filter and project from it without reading the store.
+    """
+
+    action: Literal["created", "modified", "merged", "deleted"]
+    thing_id: str
+    path: Pointer
+    value: Json
+    revision: int
+    timestamp: str
+    thing: dict[str, Json] | None
+    correlation_id: str | None = None

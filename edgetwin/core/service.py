@@ -1,0 +1,614 @@
+"""The command service: the one way in for every read and change of a twin.
+
+Every adapter calls these methods with a command from :mod:`edgetwin.core.commands` and the caller's
+:class:`~edgetwin.core.commands.AuthContext`. Reads use a read transaction directly (never across an
+await). A change is a *write function* handed to the single :class:`~edgetwin.core.writer.StoreWriter`:
+it runs inside the write transaction against the latest committed state, so that condition, preconditions,
+the pure change (``twin.things``), validation, size limit and revision bump all see the same state and no
+concurrent update is lost. The event is published from the writer's after-commit hook, after the write is
+durable and in commit order.
+
+Order of checks for a write (Ditto's ``AbstractThingCommandStrategy``): the thing must exist (except for a
+create), then ``condition``, then ``If-Match`` / ``If-None-Match``, then ``if-equal``, then the change.
+
+Policy enforcement (the next issue) plugs in here, where the subjects are in hand: the default policy of a
+created thing is already created and stored.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+
+import edgetwin.core.search as search_engine
+from edgetwin import rql
+from edgetwin.core.commands import (
+    AuthContext,
+    CountThings,
+    CreateThing,
+    DeleteThing,
+    MergeThing,
+    ModifyThing,
+    Preconditions,
+    Retrieved,
+    RetrieveThing,
+    RetrieveThings,
+    SearchResult,
+    SearchThings,
+    Written,
+)
+from edgetwin.core.events import ThingEvent
+from edgetwin.errors import (
+    InvalidInput,
+    NotFound,
+    NotModified,
+    PayloadTooLarge,
+    PreconditionFailed,
+    RqlSyntaxError,
+)
+from edgetwin.store.policies import get_policy, put_policy
+from edgetwin.store.things import delete_thing, get_thing, put_thing
+from edgetwin.twin import things as resources
+from edgetwin.twin.fields import FieldSelector, apply_fields
+from edgetwin.twin.ids import (
+    generate_thing_id,
+    is_valid_namespace,
+    namespace_of,
+    parse_policy_id,
+    parse_thing_id,
+)
+from edgetwin.twin.pointer import MISSING, Json, Pointer, get_at
+from edgetwin.twin.preconditions import check_if_equal, check_preconditions, thing_etag, value_etag
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from edgetwin.core.bus import EventBus
+    from edgetwin.core.writer import StoreWriter
+    from edgetwin.store import ReadTxn, Store, WriteTxn
+
+__all__ = ["DEFAULT_NAMESPACE", "MAX_THING_BYTES", "TwinService"]
+
+DEFAULT_NAMESPACE: Final = "org.eclipse.ditto"
+MAX_THING_BYTES: Final = 100 * 1024  # Ditto's default limit (things:thing.toolarge)
+_TOMBSTONES: Final = b"tombstone\x00"  # revision of a deleted thing, so a re-created one continues it
+_SEARCH_DEFAULT_FIELDS: Final = ("thingId", "policyId", "definition", "attributes", "features")
+
+
+def _iso(ts: float) -> str:
+    return (
+        datetime.datetime.fromtimestamp(ts, datetime.UTC)
+        .isoformat(timespec="microseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def _with_hidden(thing: dict[str, Json]) -> dict[str, Json]:
+    """The thing as conditions and field selectors see it: with ``_namespace`` derived."""
+    return {**thing, "_namespace": namespace_of(str(thing["thingId"]))}
+
+
+class TwinService:
+    """Executes commands against the store.
+
+    Args:
+        store: the open store (read side).
+        writer: the single writer (write side).
+        bus: where committed events are published.
+        now: the wall clock (seconds since the epoch); tests pass their own.
+    """
+
+    def __init__(
+        self, store: Store, writer: StoreWriter, bus: EventBus, *, now: Callable[[], float] = time.time
+    ) -> None:
+        self._store = store
+        self._writer = writer
+        self._bus = bus
+        self._now = now
+
+    # ------------------------------------------------------------------ reads
+
+    async def retrieve(self, cmd: RetrieveThing, auth: AuthContext) -> Retrieved:
+        """``GET /things/{id}[/path]``.
+
+        Raises:
+            NotFound: the thing or the resource does not exist.
+            NotModified: ``If-None-Match`` matched.
+            PreconditionFailed: ``If-Match`` or ``condition`` did not hold.
+        """
+        thing_id = parse_thing_id(cmd.thing_id)
+        resources.resource_of(cmd.path)
+        with self._store.read() as r:
+            stored = get_thing(r, thing_id)
+            policy = self._policy_for_fields(r, stored, cmd.fields)
+        if stored is None:
+            self._check_preconditions(cmd.preconditions, "GET", None)
+            raise resources.not_found(thing_id, ())
+        if cmd.preconditions.condition is not None:
+            self._check_condition(cmd.preconditions, stored, _iso(self._now()))
+        public = resources.public_view(stored)
+        if not cmd.path:
+            etag = thing_etag(int(stored["_revision"]))
+            if not (cmd.fields and "_policy" in cmd.fields.text):  # Ditto exempts _policy selections
+                self._check_preconditions(cmd.preconditions, "GET", etag)
+            value: Json = self._select(stored, cmd.fields, policy) if cmd.fields else public
+            return Retrieved(value, etag)
+        current = get_at(public, cmd.path)
+        etag_or_none = None if current is MISSING else value_etag(current)
+        self._check_preconditions(cmd.preconditions, "GET", etag_or_none)
+        value = resources.lookup(public, thing_id, cmd.path)
+        if cmd.fields is not None:
+            if not isinstance(value, dict):
+                raise InvalidInput(
+                    "Field selectors apply only to JSON objects.", error_code="json.fieldselector.invalid"
+                )
+            value = apply_fields(value, cmd.fields)
+        return Retrieved(value, etag_or_none)
+
+    async def retrieve_many(self, cmd: RetrieveThings, auth: AuthContext) -> list[Json]:
+        """``GET /things?ids=...``: unknown ids are left out; order follows ``ids``."""
+        ids = [parse_thing_id(i) for i in cmd.thing_ids]
+        out: list[Json] = []
+        with self._store.read() as r:
+            for thing_id in dict.fromkeys(ids):
+                stored = get_thing(r, thing_id)
+                if stored is None:
+                    continue
+                policy = self._policy_for_fields(r, stored, cmd.fields)
+                out.append(
+                    self._select(stored, cmd.fields, policy) if cmd.fields else resources.public_view(stored)
+                )
+        return out
+
+    async def search(self, cmd: SearchThings, auth: AuthContext) -> SearchResult:
+        """``/search/things`` and ``GET /things`` without ids.
+
+        Raises:
+            InvalidInput: a malformed filter (``rql.expression.invalid``), option or cursor
+                (``thing-search:search.option.invalid``) or namespace.
+        """
+        node = self._parse_filter(cmd.filter)
+        options = rql.parse_options(cmd.option) if cmd.option else rql.SearchOptions()
+        namespaces = self._namespaces(cmd.namespaces)
+        with self._store.read() as r:
+            page = search_engine.search(
+                r, filter=node, namespaces=namespaces, options=options, now=_iso(self._now())
+            )
+            items: list[Json] = []
+            for thing in page.items:
+                if cmd.fields is None:
+                    items.append({k: thing[k] for k in _SEARCH_DEFAULT_FIELDS if k in thing})
+                else:
+                    items.append(
+                        self._select(thing, cmd.fields, self._policy_for_fields(r, thing, cmd.fields))
+                    )
+        return SearchResult(items, page.cursor)
+
+    async def count(self, cmd: CountThings, auth: AuthContext) -> int:
+        """``/search/things/count``."""
+        node = self._parse_filter(cmd.filter)
+        namespaces = self._namespaces(cmd.namespaces)
+        with self._store.read() as r:
+            return search_engine.count(r, filter=node, namespaces=namespaces, now=_iso(self._now()))
+
+    # ----------------------------------------------------------------- writes
+
+    async def modify(self, cmd: ModifyThing, auth: AuthContext) -> Written:
+        """``PUT /things/{id}[/path]``: 201 when the resource was created, else 204."""
+        thing_id = parse_thing_id(cmd.thing_id)
+        resources.resource_of(cmd.path)
+        timestamp = self._now()
+
+        def write(w: WriteTxn) -> tuple[Written, ThingEvent]:
+            stored = get_thing(w, thing_id)
+            now = _iso(timestamp)
+            if stored is None:
+                if cmd.path:
+                    raise resources.not_found(thing_id, ())
+                self._check_preconditions(cmd.preconditions, "PUT", None)
+                new, _ = resources.apply_put(None, thing_id, (), cmd.value)
+                return self._create(w, auth, thing_id, new, now, cmd.initial_policy, cmd.copy_policy_from)
+            self._check_condition(cmd.preconditions, stored, now)
+            public = resources.public_view(stored)
+            current = get_at(public, cmd.path)
+            self._check_preconditions(cmd.preconditions, "PUT", self._etag(stored, cmd.path, current))
+            check_if_equal(
+                cmd.preconditions.if_equal,
+                self._comparable(current, cmd.path),
+                self._comparable(cmd.value, cmd.path),
+            )
+            new, created = resources.apply_put(public, thing_id, cmd.path, cmd.value)
+            if not cmd.path:
+                self._check_policy_exists(w, new)
+            return self._commit(
+                w,
+                stored,
+                new,
+                now,
+                "created" if created else "modified",
+                cmd.path,
+                cmd.value,
+                auth,
+                status=201 if created else 204,
+            )
+
+        return await self._submit(write)
+
+    async def create(self, cmd: CreateThing, auth: AuthContext) -> Written:
+        """``POST /things``: a new thing with a generated id (201)."""
+        namespace = DEFAULT_NAMESPACE if cmd.namespace is None else cmd.namespace
+        if not isinstance(cmd.value, dict):
+            raise InvalidInput("The Thing must be a JSON object.", error_code="json.format.invalid")
+        if "thingId" in cmd.value:
+            raise InvalidInput(
+                "It is not allowed to provide a Thing ID in the request body for method POST. The method POST "
+                "will generate the ID of the Thing.",
+                description="To provide a custom Thing ID you have to use the method PUT.",
+                error_code="things:id.notsettable",
+            )
+        thing_id = generate_thing_id(namespace)
+        timestamp = self._now()
+
+        def write(w: WriteTxn) -> tuple[Written, ThingEvent]:
+            new, _ = resources.apply_put(None, thing_id, (), cmd.value)
+            return self._create(
+                w, auth, thing_id, new, _iso(timestamp), cmd.initial_policy, cmd.copy_policy_from
+            )
+
+        return await self._submit(write)
+
+    async def merge(self, cmd: MergeThing, auth: AuthContext) -> Written:
+        """``PATCH /things/{id}[/path]`` (RFC 7396): 204, or 201 when a root merge created the thing."""
+        thing_id = parse_thing_id(cmd.thing_id)
+        resources.resource_of(cmd.path)
+        timestamp = self._now()
+
+        def write(w: WriteTxn) -> tuple[Written, ThingEvent]:
+            stored = get_thing(w, thing_id)
+            now = _iso(timestamp)
+            if stored is None:
+                new, _ = resources.apply_merge(None, thing_id, cmd.path, cmd.patch)
+                self._check_preconditions(cmd.preconditions, "PATCH", None)
+                return self._create(w, auth, thing_id, new, now, None, None)
+            self._check_condition(cmd.preconditions, stored, now)
+            public = resources.public_view(stored)
+            current = get_at(public, cmd.path)
+            self._check_preconditions(cmd.preconditions, "PATCH", self._etag(stored, cmd.path, current))
+            patch = check_if_equal(
+                cmd.preconditions.if_equal,
+                self._comparable(current, cmd.path),
+                self._comparable(cmd.patch, cmd.path),
+                merge=True,
+            )
+            new, _ = resources.apply_merge(public, thing_id, cmd.path, patch)
+            if "policyId" in new and new.get("policyId") != public.get("policyId"):
+                self._check_policy_exists(w, new)
+            return self._commit(w, stored, new, now, "merged", cmd.path, patch, auth, status=204)
+
+        return await self._submit(write)
+
+    async def delete(self, cmd: DeleteThing, auth: AuthContext) -> Written:
+        """``DELETE /things/{id}[/path]`` (204). Deleting a thing keeps its policy (Ditto)."""
+        thing_id = parse_thing_id(cmd.thing_id)
+        resources.resource_of(cmd.path)
+        timestamp = self._now()
+
+        def write(w: WriteTxn) -> tuple[Written, ThingEvent]:
+            stored = get_thing(w, thing_id)
+            now = _iso(timestamp)
+            if stored is None:
+                self._check_preconditions(cmd.preconditions, "DELETE", None)
+                raise resources.not_found(thing_id, ())
+            self._check_condition(cmd.preconditions, stored, now)
+            public = resources.public_view(stored)
+            current = get_at(public, cmd.path)
+            self._check_preconditions(cmd.preconditions, "DELETE", self._etag(stored, cmd.path, current))
+            revision = int(stored["_revision"]) + 1
+            if not cmd.path:
+                delete_thing(w, thing_id, previous=stored)
+                w.put("kv", _TOMBSTONES + thing_id.encode(), str(revision).encode())
+                event = ThingEvent("deleted", thing_id, (), None, revision, now, None, auth.correlation_id)
+                return Written(204, thing_id, revision), event
+            new = resources.apply_delete(public, thing_id, cmd.path)
+            return self._commit(w, stored, new, now, "deleted", cmd.path, None, auth, status=204, etag=False)
+
+        return await self._submit(write)
+
+    # ---------------------------------------------------------------- helpers
+
+    async def _submit(self, write: Callable[[WriteTxn], tuple[Written, ThingEvent]]) -> Written:
+        result, _ = await self._writer.submit(write, after_commit=self._publish)
+        return result
+
+    def _publish(self, outcome: tuple[Written, ThingEvent]) -> None:
+        self._bus.publish_nowait(outcome[1])
+
+    def _create(
+        self,
+        w: WriteTxn,
+        auth: AuthContext,
+        thing_id: str,
+        public: dict[str, Json],
+        now: str,
+        initial_policy: Json | None,
+        copy_policy_from: str | None,
+    ) -> tuple[Written, ThingEvent]:
+        """Create the thing and, per ditto.md §1.6, its policy."""
+        public = dict(public)
+        public["policyId"] = self._policy_on_create(
+            w, auth, thing_id, public, now, initial_policy, copy_policy_from
+        )
+        tomb = w.get("kv", _TOMBSTONES + thing_id.encode())
+        revision = 1 if tomb is None else int(tomb) + 1
+        stored: dict[str, Json] = {
+            **{k: public[k] for k in resources.THING_KEYS if k in public},
+            "_revision": revision,
+            "_created": now,
+            "_modified": now,
+        }
+        self._check_size(stored)
+        put_thing(w, stored, previous=None)
+        if tomb is not None:
+            w.delete("kv", _TOMBSTONES + thing_id.encode())
+        value = resources.public_view(stored)
+        event = ThingEvent("created", thing_id, (), value, revision, now, stored, auth.correlation_id)
+        return Written(201, thing_id, revision, thing_etag(revision), value), event
+
+    def _policy_on_create(
+        self,
+        w: WriteTxn,
+        auth: AuthContext,
+        thing_id: str,
+        public: dict[str, Json],
+        now: str,
+        initial_policy: Json | None,
+        copy_policy_from: str | None,
+    ) -> str:
+        if initial_policy is not None and copy_policy_from is not None:
+            raise InvalidInput(
+                "The Thing was specified with both an inline policy ('_policy') and a policy to copy from"
+                " ('_copyPolicyFrom').",
+                error_code="things:policy.conflicting",
+            )
+        body_policy_id = public.get("policyId")
+        if copy_policy_from is not None:
+            source_id = self._resolve_copy_source(w, copy_policy_from)
+            source = get_policy(w, source_id)
+            if source is None:
+                raise InvalidInput(
+                    f"The Policy with ID '{source_id}' to copy from could not be found.",
+                    error_code="things:thing.notcreatable",
+                )
+            policy_id = str(body_policy_id) if body_policy_id else thing_id
+            entries = source.get("entries", {})
+            self._store_new_policy(w, policy_id, entries, now, thing_id)
+            return policy_id
+        if initial_policy is not None:
+            if not isinstance(initial_policy, dict):
+                raise InvalidInput(
+                    "The inline policy must be a JSON object.", error_code="things:policy.invalid"
+                )
+            policy_id = str(body_policy_id or initial_policy.get("policyId") or thing_id)
+            entries = initial_policy.get("entries")
+            if not isinstance(entries, dict) or not _has_policy_writer(entries):
+                raise InvalidInput(
+                    "The inline policy is invalid: it must contain at least one subject with WRITE permission on"
+                    " 'policy:/'.",
+                    error_code="things:policy.invalid",
+                )
+            self._store_new_policy(w, policy_id, entries, now, thing_id)
+            return policy_id
+        if body_policy_id is not None:
+            policy_id = parse_policy_id(str(body_policy_id))
+            if get_policy(w, policy_id) is None:
+                raise InvalidInput(
+                    f"The Thing with ID '{thing_id}' could not be created as the Policy with ID '{policy_id}' is"
+                    " not existing.",
+                    description="Check if the ID of the Policy you created the Thing with is correct and that the"
+                    " Policy is existing.",
+                    error_code="things:thing.notcreatable",
+                )
+            return policy_id
+        entries = {
+            "DEFAULT": {
+                "subjects": {auth.originator: {"type": "generated"}},
+                "resources": {
+                    "thing:/": {"grant": ["READ", "WRITE"], "revoke": []},
+                    "policy:/": {"grant": ["READ", "WRITE"], "revoke": []},
+                    "message:/": {"grant": ["READ", "WRITE"], "revoke": []},
+                },
+            }
+        }
+        self._store_new_policy(w, thing_id, entries, now, thing_id)
+        return thing_id
+
+    @staticmethod
+    def _resolve_copy_source(w: ReadTxn, source: str) -> str:
+        ref = source.strip()
+        if ref.startswith("{{") and ref.endswith("}}"):
+            inner = ref[2:-2].strip()
+            prefix, _, rest = inner.partition(":")
+            if (
+                prefix.strip() != "ref"
+                or not rest.strip().startswith("things/")
+                or not rest.strip().endswith("/policyId")
+            ):
+                raise InvalidInput(
+                    f"The placeholder '{source}' in '_copyPolicyFrom' is not supported.",
+                    error_code="things:policy.invalid",
+                )
+            referenced = parse_thing_id(rest.strip()[len("things/") : -len("/policyId")])
+            other = get_thing(w, referenced)
+            if other is None:
+                raise resources.not_found(referenced, ())
+            return str(other["policyId"])
+        return parse_policy_id(ref)
+
+    @staticmethod
+    def _store_new_policy(w: WriteTxn, policy_id: str, entries: Json, now: str, thing_id: str) -> None:
+        parse_policy_id(policy_id)
+        if get_policy(w, policy_id) is not None:
+            raise InvalidInput(
+                f"The Thing with ID '{thing_id}' could not be created because a Policy with ID '{policy_id}'"
+                " already exists.",
+                description="Create the Thing with an explicit 'policyId' or with a new inline '_policy'.",
+                error_code="things:thing.notcreatable",
+            )
+        put_policy(
+            w,
+            {"policyId": policy_id, "entries": entries, "_revision": 1, "_created": now, "_modified": now},
+        )
+
+    @staticmethod
+    def _check_policy_exists(w: ReadTxn, public: dict[str, Json]) -> None:
+        policy_id = public.get("policyId")
+        if policy_id is not None and get_policy(w, str(policy_id)) is None:
+            raise NotFound(
+                f"The Policy with ID '{policy_id}' could not be found or requester had insufficient permissions to"
+                " access it.",
+                description="Check if the ID of the Policy is correct and that the Policy is existing.",
+                error_code="policies:policy.notfound",
+            )
+
+    def _commit(
+        self,
+        w: WriteTxn,
+        stored: dict[str, Json],
+        public: dict[str, Json],
+        now: str,
+        action: Any,
+        path: Pointer,
+        value: Json,
+        auth: AuthContext,
+        *,
+        status: int,
+        etag: bool = True,
+    ) -> tuple[Written, ThingEvent]:
+        revision = int(stored["_revision"]) + 1  # type: ignore[arg-type]
+        new: dict[str, Json] = {
+            **{k: public[k] for k in resources.THING_KEYS if k in public},
+            "_revision": revision,
+            "_created": stored.get("_created", now),
+            "_modified": now,
+        }
+        self._check_size(new)
+        put_thing(w, new, previous=stored)
+        tag = None
+        created_value: Json | None = None
+        if etag:
+            tag = thing_etag(revision) if not path else value_etag(get_at(public, path))  # type: ignore[arg-type]
+        if status == 201:
+            created_value = public if not path else get_at(public, path)  # type: ignore[assignment]
+        event = ThingEvent(action, str(new["thingId"]), path, value, revision, now, new, auth.correlation_id)
+        return Written(status, str(new["thingId"]), revision, tag, created_value), event  # type: ignore[arg-type]
+
+    @staticmethod
+    def _check_size(thing: dict[str, Json]) -> None:
+        size = len(orjson.dumps(thing))
+        if size > MAX_THING_BYTES:
+            raise PayloadTooLarge(
+                f"The size of '{size / 1024:.0f}' kB exceeds the maximal allowed Thing size of '100' kB.",
+                description="Reduce the Thing size in the bounds of the specified limit.",
+                error_code="things:thing.toolarge",
+            )
+
+    @staticmethod
+    def _etag(stored: dict[str, Json], path: Pointer, current: Json | Any) -> str | None:
+        if not path:
+            return thing_etag(int(stored["_revision"]))  # type: ignore[arg-type]
+        return None if current is MISSING else value_etag(current)
+
+    @staticmethod
+    def _comparable(value: Json | Any, path: Pointer) -> Json | Any:
+        # At the root Ditto compares without thingId, policyId and hidden/special members.
+        if path or not isinstance(value, dict):
+            return value
+        return {k: v for k, v in value.items() if k not in ("thingId", "policyId") and not k.startswith("_")}
+
+    @staticmethod
+    def _check_preconditions(pre: Preconditions, method: str, current_etag: str | None) -> None:
+        if pre.if_match is None and pre.if_none_match is None:
+            return
+        try:
+            check_preconditions(
+                method=method,
+                current_etag=current_etag,
+                if_match=pre.if_match,
+                if_none_match=pre.if_none_match,
+            )
+        except (PreconditionFailed, NotModified) as err:
+            if current_etag is not None:
+                err.headers["etag"] = current_etag
+            raise
+
+    @staticmethod
+    def _check_condition(pre: Preconditions, stored: dict[str, Json], now: str) -> None:
+        if pre.condition is None:
+            return
+        try:
+            node = rql.parse_filter(pre.condition)
+        except RqlSyntaxError as err:
+            raise InvalidInput(
+                f"The specified condition '{pre.condition}' is invalid: {err.message}",
+                description="Check the condition's RQL syntax (see Ditto's RQL documentation).",
+                error_code="things:condition.invalid",
+            ) from None
+        if not rql.evaluate(node, _with_hidden(stored), now=now):
+            raise PreconditionFailed(
+                "The specified condition does not match the state of the requested Thing.",
+                description="Check if the condition is correct.",
+                error_code="things:condition.failed",
+            )
+
+    @staticmethod
+    def _parse_filter(text: str | None) -> rql.Node | None:
+        if text is None or not text.strip():
+            return None
+        return rql.parse_filter(text)
+
+    @staticmethod
+    def _namespaces(namespaces: tuple[str, ...] | None) -> frozenset[str] | None:
+        if namespaces is None:
+            return None
+        for namespace in namespaces:
+            if not is_valid_namespace(namespace):
+                raise InvalidInput(
+                    f"The namespace '{namespace}' is not valid.",
+                    error_code="thing-search:search.namespaces.invalid",
+                )
+        return frozenset(namespaces)
+
+    @staticmethod
+    def _policy_for_fields(r: ReadTxn, stored: dict[str, Json] | None, fields: FieldSelector | None) -> Json:
+        if stored is None or fields is None or "_policy" not in fields.text or "policyId" not in stored:
+            return None
+        return get_policy(r, str(stored["policyId"]))
+
+    @staticmethod
+    def _select(stored: dict[str, Json], fields: FieldSelector | None, policy: Json) -> dict[str, Json]:
+        view = _with_hidden(stored)
+        if policy is not None:
+            view["_policy"] = {k: v for k, v in policy.items() if not k.startswith("_")}  # type: ignore[union-attr]
+        if fields is None:
+            return resources.public_view(stored)
+        return apply_fields(view, fields)
+
+
+def _has_policy_writer(entries: dict[str, Any]) -> bool:
+    """Whether some entry with a subject grants WRITE on ``policy:/`` (without revoking it)."""
+    for entry in entries.values():
+        if not isinstance(entry, dict) or not entry.get("subjects"):
+            continue
+        root = (
+            entry.get("resources", {}).get("policy:/") if isinstance(entry.get("resources"), dict) else None
+        )
+        if (
+            isinstance(root, dict)
+            and "WRITE" in (root.get("grant") or [])
+            and "WRITE" not in (root.get("revoke") or [])
+        ):
+            return True
+    return False
