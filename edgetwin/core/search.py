@@ -2,7 +2,8 @@
 
 Contract:
 
-* Synchronous and allocation-bounded by the page, called inside ``with store.read() as r:`` (no awaits).
+* Synchronous, called inside ``with store.read() as r:`` (no awaits); memory is bounded by the page and
+  the candidate budget, never by the number of things.
   :func:`search` returns one page (:class:`SearchPage`), :func:`count` a number; both see one consistent
   snapshot: the read transaction's.
 * **Semantics** are Ditto's in-memory RQL (:func:`edgetwin.rql.compile_filter`) except where ditto.md §4.4
@@ -19,10 +20,11 @@ Contract:
   strings, ``exists`` the path and everything below it. ``and`` intersects its indexable children (most
   selective kinds first, stopping once few candidates remain); ``or`` unites, if every child is
   indexable. ``not``, ``empty``, ``features/*/…``, ``_metadata/…`` and over-long paths are not
-  indexable (``ne`` becomes ``exists`` + re-check). A scan stops being worth it after a budget of index
-  entries (an eighth of the things for a ``+thingId`` page, which can stop early; twice the things
-  otherwise); then, or with nothing indexable, the things are scanned in ID order, skipping foreign
-  namespaces by ID before decoding.
+  indexable (``ne`` becomes ``exists`` + re-check). Index scans are bounded by a budget of entries per
+  leaf: an eighth of the things for a ``+thingId`` page (a broad filter is cheaper to check while walking
+  the things in ID order, which stops after one more than the page), twice the things otherwise, and at
+  least 256. Over budget, or with nothing indexable, the things are scanned in ID order, skipping foreign
+  namespaces by ID before decoding. Namespaces are an exact index scan of ``_namespace``.
 * **Order** is the effective sort (``sort`` cut after ``thingId``, or ``+thingId`` appended). Values are
   compared as MongoDB (Ditto's search store) sorts them: absent = ``null`` < numbers < strings <
   objects < arrays < booleans; numbers numerically, strings by code point, objects and arrays by their
@@ -116,7 +118,7 @@ from edgetwin.twin.pointer import MISSING, Json, Missing, get_at
 if TYPE_CHECKING:
     from edgetwin.store import ReadTxn
 
-__all__ = ["SearchPage", "Visible", "count", "search"]
+__all__ = ["SearchPage", "Visible", "count", "search", "search_semantics"]
 
 Visible: TypeAlias = Callable[[dict[str, Any]], dict[str, Any] | None]
 """The visibility hook: the full thing in, the caller's readable view (or ``None``) out."""
@@ -257,7 +259,7 @@ def count(
 class _Scan:
     """One query's plan and the matching things it yields, in thing-ID order."""
 
-    __slots__ = ("_candidates", "_namespaces", "_now", "_predicate", "_r", "_visible")
+    __slots__ = ("_candidates", "_namespaces", "_predicate", "_r", "_visible")
 
     def __init__(
         self,
@@ -271,7 +273,6 @@ class _Scan:
     ) -> None:
         self._r = r
         self._namespaces = namespaces
-        self._now = now
         self._visible = visible
         exact = None if filter is None else search_semantics(filter)
         self._predicate: Predicate | None = None if exact is None else compile_filter(exact, now=now)

@@ -66,6 +66,7 @@ __all__ = [
     "thing_id_from_key",
     "thing_key",
     "value_prefix",
+    "value_range",
 ]
 
 MAX_KEY_BYTES: Final = 511
@@ -181,6 +182,32 @@ def value_prefix(path: str, value: IndexValue) -> bytes:
     """
     value_class, encoded = _encode_value(value)
     return path_prefix(path) + bytes((value_class,)) + encoded
+
+
+def value_range(path: str, low: IndexValue, high: IndexValue) -> tuple[bytes, bytes]:
+    """Key bounds ``(start, stop)`` of the entries of ``path`` with ``low <= value < high``.
+
+    Both values must be of one class. Scan keys ``start <= key < stop``. Exact for values kept whole;
+    values that share ``high``'s double or string cut fall out together with ``high``, those sharing
+    ``low``'s fall in together with ``low`` (callers that need every match widen and re-check).
+
+    Args:
+        path: the RQL field.
+        low: the inclusive lower value.
+        high: the exclusive upper value.
+
+    Returns:
+        The two bounds.
+
+    Raises:
+        ValueError: the two values are of different classes.
+    """
+    low_class, low_value = _encode_value(low)
+    high_class, high_value = _encode_value(high)
+    if low_class is not high_class:
+        raise ValueError(f"a range needs one value class, not {low_class.name} and {high_class.name}")
+    start = path_prefix(path) + bytes((low_class,))
+    return start + low_value, start + high_value
 
 
 def string_prefix(path: str, prefix: str) -> bytes:

@@ -13,7 +13,7 @@ import orjson
 if TYPE_CHECKING:
     from edgetwin.store.lmdb_store import ReadTxn, WriteTxn
 
-__all__ = ["delete_policy", "get_policy", "put_policy"]
+__all__ = ["decode_policy", "delete_policy", "get_policy", "get_policy_bytes", "put_policy"]
 
 
 def get_policy(r: ReadTxn, policy_id: str) -> dict[str, Any] | None:
@@ -33,3 +33,14 @@ def put_policy(w: WriteTxn, policy: dict[str, Any]) -> None:
 def delete_policy(w: WriteTxn, policy_id: str) -> bool:
     """Remove the policy; ``True`` when it existed."""
     return w.delete("policies", policy_id.encode())
+
+
+def get_policy_bytes(r: ReadTxn, policy_id: str) -> bytes | None:
+    """The stored policy's raw JSON (cheap: enforcement caches decisions by these bytes)."""
+    return r.get("policies", policy_id.encode())
+
+
+def decode_policy(raw: bytes) -> dict[str, Any]:
+    """Decode raw policy JSON from :func:`get_policy_bytes`."""
+    policy: dict[str, Any] = orjson.loads(raw)
+    return policy

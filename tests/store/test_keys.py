@@ -29,6 +29,7 @@ from edgetwin.store.keys import (
     thing_id_from_key,
     thing_key,
     value_prefix,
+    value_range,
 )
 
 PATH = "attributes/x"
@@ -160,6 +161,23 @@ def test_embedded_nul_cannot_forge_a_separator() -> None:
     assert not key("a\x00", "ns:x").startswith(value_prefix(PATH, "a"))
     assert index_thing_id(key("a\x00\x01b", "ns:x")) == "ns:x"
     assert key("a") < key("a\x00") < key("a\x00\x00") < key("a\x01") < key("b")
+
+
+@given(low=short_text, high=short_text, value=short_text, thing_id=ids)
+def test_string_ranges_are_half_open(low: str, high: str, value: str, thing_id: str) -> None:
+    start, stop = value_range(PATH, low, high)
+    assert (start <= key(value, thing_id) < stop) == (low <= value < high)
+
+
+@given(low=numbers, high=numbers, value=numbers)
+def test_number_ranges_are_half_open(low: float, high: float, value: float) -> None:
+    start, stop = value_range(PATH, low, high)
+    assert (start <= key(value) < stop) == (float(low) <= float(value) < float(high))
+
+
+def test_ranges_need_one_class() -> None:
+    with pytest.raises(ValueError, match="one value class"):
+        value_range(PATH, 1, "a")
 
 
 @given(prefix=st.text(max_size=80), rest=st.text(max_size=80), other=st.text(max_size=80))
