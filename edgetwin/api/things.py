@@ -59,10 +59,13 @@ from edgetwin.api.http import (
 from edgetwin.core.commands import (
     CountThings,
     CreateThing,
+    DeletePolicy,
     DeleteThing,
     MergeThing,
+    ModifyPolicy,
     ModifyThing,
     Preconditions,
+    RetrievePolicy,
     RetrieveThing,
     RetrieveThings,
     SearchThings,
@@ -80,7 +83,7 @@ from edgetwin.rql.options import DEFAULT_PAGE_SIZE, SearchOptions, format_option
 from edgetwin.twin import MAX_JSON_DEPTH, parse_fields, parse_pointer, parse_thing_id
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from edgetwin.api.http import Headers, Receive, Scope, Send
     from edgetwin.core.commands import (
@@ -116,6 +119,7 @@ FORM_MEDIA_TYPE: Final = "application/x-www-form-urlencoded"
 _MERGE_PATCH_MEDIA_TYPES: Final = frozenset({MERGE_PATCH_MEDIA_TYPE})
 
 _THINGS_PREFIX: Final = "/api/2/things"
+_POLICIES_PREFIX: Final = "/api/2/policies/"
 _SEARCH_PATHS: Final = frozenset({"/api/2/search/things", "/api/2/search/things/count"})
 # First segment after the thing ID (and after features/{fid}) that belongs to Quart (messages, WoT).
 _NOT_OURS: Final = frozenset({"inbox", "outbox", "migrateDefinition"})
@@ -123,12 +127,15 @@ _NOT_OURS: Final = frozenset({"inbox", "outbox", "migrateDefinition"})
 _ALL: Final = ("GET", "PUT", "PATCH", "DELETE")
 _NO_DELETE: Final = ("GET", "PUT", "PATCH")
 _COLLECTION: Final = ("GET", "POST")
+_POLICY_ALL: Final = ("GET", "PUT", "DELETE")
+_POLICY_GROUP: Final = ("GET", "PUT")
 
 # Route kinds.
 _THINGS: Final = 0  # /things
 _RESOURCE: Final = 1  # /things/{id}[/...]
 _SEARCH: Final = 2  # /search/things
 _COUNT: Final = 3  # /search/things/count
+_POLICY: Final = 4  # /policies/{id}[/entries[/{label}[/subjects[/{sid}] | /resources[/{key}]]]]
 
 _EMPTY_SEARCH_OPTIONS: Final = SearchOptions()
 _NO_PRECONDITIONS: Final = Preconditions()
@@ -158,6 +165,9 @@ class ThingsService(Protocol):
     async def delete(self, cmd: DeleteThing, auth: AuthContext) -> Written: ...
     async def search(self, cmd: SearchThings, auth: AuthContext) -> SearchResult: ...
     async def count(self, cmd: CountThings, auth: AuthContext) -> int: ...
+    async def retrieve_policy(self, cmd: RetrievePolicy, auth: AuthContext) -> Retrieved: ...
+    async def modify_policy(self, cmd: ModifyPolicy, auth: AuthContext) -> Written: ...
+    async def delete_policy(self, cmd: DeletePolicy, auth: AuthContext) -> Written: ...
 
 
 class RequestAuthenticator(Protocol):
@@ -178,6 +188,8 @@ def handles(path: str, headers: Iterable[tuple[bytes, bytes]] = ()) -> bool:
         ``True`` for ``/api/2/things[/...]`` and ``/api/2/search/things[/count]``, except the message routes
         (``.../inbox/...``, ``.../outbox/...``), ``migrateDefinition`` and SSE requests.
     """
+    if path.startswith(_POLICIES_PREFIX):
+        return True
     if path.startswith(_THINGS_PREFIX):
         rest = path[len(_THINGS_PREFIX) :]
         if rest and rest[0] != "/":
@@ -282,6 +294,8 @@ class ThingsApi:
         path: Pointer,
         pre: Preconditions,
     ) -> Response:
+        if kind == _POLICY:
+            return await self._policy(request, auth, method, thing_id, path, pre)
         if kind == _RESOURCE:
             if method == "GET":
                 retrieved = await self._service.retrieve(
@@ -321,6 +335,30 @@ class ThingsApi:
         )
         return json_response(_search_body(result, options))
 
+    async def _policy(
+        self,
+        request: Request,
+        auth: AuthContext,
+        method: str,
+        policy_id: str,
+        path: Pointer,
+        pre: Preconditions,
+    ) -> Response:
+        if method == "GET":
+            retrieved = await self._service.retrieve_policy(
+                RetrievePolicy(policy_id, path, _fields(request), pre), auth
+            )
+            return _retrieved(retrieved)
+        if method == "PUT":
+            value = await self._json_body(request, JSON_MEDIA_TYPES, too_large=_policy_too_large)
+            lockout = (request.header_or_query("allow-policy-lockout") or "").lower() == "true"
+            written = await self._service.modify_policy(
+                ModifyPolicy(policy_id, path, value, pre, lockout), auth
+            )
+            return _written(written, request)
+        written = await self._service.delete_policy(DeletePolicy(policy_id, path, pre), auth)
+        return _written(written, request)
+
     async def _create(self, request: Request, auth: AuthContext) -> Response:
         # The body is optional: no body creates an empty thing (ditto.md 1.5).
         value = await self._json_body(request, JSON_MEDIA_TYPES, optional=True)
@@ -331,7 +369,7 @@ class ThingsApi:
         written = await self._service.create(
             CreateThing(value, namespace, initial_policy, copy_policy_from), auth
         )
-        location = f"{request.base_url()}{_THINGS_PREFIX}/{quote(written.thing_id, safe=_ID_SAFE)}"
+        location = f"{request.base_url()}{_THINGS_PREFIX}/{quote(written.entity_id, safe=_ID_SAFE)}"
         return _written(written, request, location=location)
 
     async def _retrieve_many(self, request: Request, auth: AuthContext, values: list[str]) -> Response:
@@ -365,13 +403,18 @@ class ThingsApi:
         return json_response(result.items, headers=links)
 
     async def _json_body(
-        self, request: Request, media_types: frozenset[str], *, optional: bool = False
+        self,
+        request: Request,
+        media_types: frozenset[str],
+        *,
+        optional: bool = False,
+        too_large: Callable[[int], EdgeTwinError] | None = None,
     ) -> Json:
         """The parsed JSON body; with ``optional``, a missing body (and media type) is ``{}``."""
         content_type = request.content_type
         if content_type not in media_types and not (optional and content_type is None):
             raise _unsupported_media_type(request.header("content-type"), media_types)
-        body = await request.body(self._max_thing_bytes, too_large=self._thing_too_large)
+        body = await request.body(self._max_thing_bytes, too_large=too_large or self._thing_too_large)
         if optional and not body:
             return {}
         if content_type is None:
@@ -412,6 +455,8 @@ def _route(segments: list[str]) -> tuple[int, tuple[str, ...], str, Pointer]:
     if n < 4 or segments[1] != "api" or segments[2] != "2":
         raise _route_not_found()
     top = segments[3]
+    if top == "policies":
+        return _policy_route(segments, n)
     if top == "search":
         if n >= 5 and segments[4] == "things":
             if n == 5:
@@ -450,6 +495,37 @@ def _route(segments: list[str]) -> tuple[int, tuple[str, ...], str, Pointer]:
     if part == "definition" and n == 8:
         return _RESOURCE, _ALL, thing_id, ("features", feature_id, "definition")
     raise _route_not_found()
+
+
+def _policy_route(segments: list[str], n: int) -> tuple[int, tuple[str, ...], str, Pointer]:
+    """``/api/2/policies/{id}[/entries[/{label}[/subjects[/{sid}] | /resources[/{key}]]]]``.
+
+    A resource key such as ``thing:/features/lamp`` appears raw in the URL (ditto.md §3.1), so everything
+    after ``/resources/`` is one key, including a trailing slash (``thing:/``).
+    """
+    if n < 5 or not segments[4]:
+        raise _route_not_found()
+    policy_id = segments[4]
+    if n == 5:
+        return _POLICY, _POLICY_ALL, policy_id, ()
+    if segments[5] != "entries":
+        raise _route_not_found()
+    if n == 6:
+        return _POLICY, _POLICY_GROUP, policy_id, ("entries",)
+    label = segments[6]
+    if not label:
+        raise _route_not_found()
+    if n == 7:
+        return _POLICY, _POLICY_ALL, policy_id, ("entries", label)
+    group = segments[7]
+    if group not in ("subjects", "resources"):
+        raise _route_not_found()
+    if n == 8:
+        return _POLICY, _POLICY_GROUP, policy_id, ("entries", label, group)
+    key = "/".join(segments[8:]) if group == "resources" else segments[8]
+    if not key or (group == "subjects" and n != 9):
+        raise _route_not_found()
+    return _POLICY, _POLICY_ALL, policy_id, ("entries", label, group, key)
 
 
 def _pointer(segments: list[str], start: int, end: int) -> Pointer:
@@ -683,6 +759,15 @@ def _written(written: Written, request: Request, *, location: str | None = None)
     headers.append((b"location", location.encode("latin-1", "replace")))
     headers.append((b"content-type", b"application/json"))
     return Response(201, headers, orjson.dumps(written.value))
+
+
+def _policy_too_large(size: int) -> EdgeTwinError:
+    return PayloadTooLarge(
+        f"The size of '{math.ceil(size / 1024)}' kB exceeds the maximal allowed Policy size of "
+        f"'{MAX_THING_BYTES // 1024}' kB.",
+        description="Reduce the Policy size in the bounds of the specified limit.",
+        error_code="policies:policy.toolarge",
+    )
 
 
 def _unsupported_media_type(sent: str | None, accepted: frozenset[str]) -> UnsupportedMediaType:

@@ -25,10 +25,13 @@ __all__ = [
     "Command",
     "CountThings",
     "CreateThing",
+    "DeletePolicy",
     "DeleteThing",
     "MergeThing",
+    "ModifyPolicy",
     "ModifyThing",
     "Preconditions",
+    "RetrievePolicy",
     "RetrieveThing",
     "RetrieveThings",
     "Retrieved",
@@ -40,10 +43,17 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class AuthContext:
-    """Who is asking: the authenticated policy subjects, the first one being the originator."""
+    """Who is asking: the authenticated policy subjects, the first one being the originator.
+
+    ``publish`` / ``subscribe`` are the MQTT topic filters the identity may publish to / subscribe to
+    (DESIGN "Topic permissions": a built-in user's lists, or a JWT's DSH claims turned into filters). The
+    broker and the messaging API compile them with ``mqtt.topics``; no filter, no access.
+    """
 
     subjects: tuple[str, ...]
     correlation_id: str | None = None
+    publish: tuple[str, ...] = ()
+    subscribe: tuple[str, ...] = ()
 
     @property
     def originator(self) -> str:
@@ -132,6 +142,40 @@ class DeleteThing:
 
 
 @dataclass(frozen=True, slots=True)
+class RetrievePolicy:
+    """``GET /policies/{id}[/entries[/{label}[/subjects[/{sid}] | /resources[/{key}]]]]``."""
+
+    policy_id: str
+    path: Pointer = ()
+    fields: FieldSelector | None = None
+    preconditions: Preconditions = NO_PRECONDITIONS
+
+
+@dataclass(frozen=True, slots=True)
+class ModifyPolicy:
+    """``PUT /policies/{id}[/path]``: create (201) or replace (204).
+
+    ``allow_lockout`` is Ditto's ``allow-policy-lockout`` header: create a policy that does not give the
+    creator WRITE on ``policy:/``.
+    """
+
+    policy_id: str
+    path: Pointer
+    value: Json
+    preconditions: Preconditions = NO_PRECONDITIONS
+    allow_lockout: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeletePolicy:
+    """``DELETE /policies/{id}[/path]``."""
+
+    policy_id: str
+    path: Pointer = ()
+    preconditions: Preconditions = NO_PRECONDITIONS
+
+
+@dataclass(frozen=True, slots=True)
 class SearchThings:
     """``GET|POST /search/things`` (and ``GET /things`` without ids, which has no filter)."""
 
@@ -150,7 +194,10 @@ class CountThings:
 
 
 Command = (
-    RetrieveThing
+    RetrievePolicy
+    | ModifyPolicy
+    | DeletePolicy
+    | RetrieveThing
     | RetrieveThings
     | ModifyThing
     | CreateThing
@@ -173,13 +220,13 @@ class Retrieved:
 class Written:
     """A write's answer.
 
-    ``status`` is 201 (created: ``value`` is the created resource, ``thing_id`` names it for the
-    ``Location`` header) or 204 (modified, merged or deleted: no body). ``etag`` is the new ETag of the
-    written resource (``None`` after a delete).
+    ``status`` is 201 (created: ``value`` is the created resource, ``entity_id`` names the thing or policy
+    for the ``Location`` header) or 204 (modified, merged or deleted: no body). ``etag`` is the new ETag of
+    the written resource (``None`` after a delete).
     """
 
     status: Literal[201, 204]
-    thing_id: str
+    entity_id: str
     revision: int
     etag: str | None = None
     value: Json | None = None

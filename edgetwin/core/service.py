@@ -29,27 +29,32 @@ from edgetwin.core.commands import (
     AuthContext,
     CountThings,
     CreateThing,
+    DeletePolicy,
     DeleteThing,
     MergeThing,
+    ModifyPolicy,
     ModifyThing,
     Preconditions,
     Retrieved,
+    RetrievePolicy,
     RetrieveThing,
     RetrieveThings,
     SearchResult,
     SearchThings,
     Written,
 )
+from edgetwin.core.enforcement import EnforcerCache, condition_unreadable, not_modifiable
 from edgetwin.core.events import ThingEvent
 from edgetwin.errors import (
     InvalidInput,
     NotFound,
     NotModified,
     PayloadTooLarge,
+    PolicyDenied,
     PreconditionFailed,
     RqlSyntaxError,
 )
-from edgetwin.store.policies import get_policy, put_policy
+from edgetwin.store.policies import decode_policy, delete_policy, get_policy, get_policy_bytes, put_policy
 from edgetwin.store.things import delete_thing, get_thing, put_thing
 from edgetwin.twin import things as resources
 from edgetwin.twin.fields import FieldSelector, apply_fields
@@ -61,6 +66,13 @@ from edgetwin.twin.ids import (
     parse_thing_id,
 )
 from edgetwin.twin.pointer import MISSING, Json, Pointer, get_at
+from edgetwin.twin.policy import Enforcer, check_policy_manageable, default_policy, parse_policy
+from edgetwin.twin.policy_resources import (
+    apply_policy_delete,
+    apply_policy_put,
+    lookup_policy,
+    policy_resource_of,
+)
 from edgetwin.twin.preconditions import check_if_equal, check_preconditions, thing_etag, value_etag
 
 if TYPE_CHECKING:
@@ -108,6 +120,7 @@ class TwinService:
         self._writer = writer
         self._bus = bus
         self._now = now
+        self._enforcers = EnforcerCache()
 
     # ------------------------------------------------------------------ reads
 
@@ -123,23 +136,31 @@ class TwinService:
         resources.resource_of(cmd.path)
         with self._store.read() as r:
             stored = get_thing(r, thing_id)
-            policy = self._policy_for_fields(r, stored, cmd.fields)
-        if stored is None:
-            self._check_preconditions(cmd.preconditions, "GET", None)
+            enforcer = None if stored is None else self._access(r, stored, auth)
+            policy = self._policy_for_fields(r, stored, cmd.fields, enforcer)
+        if stored is None or enforcer is None or not enforcer.partial("thing", (), "READ"):
+            if stored is None:
+                self._check_preconditions(cmd.preconditions, "GET", None)
             raise resources.not_found(thing_id, ())
         if cmd.preconditions.condition is not None:
-            self._check_condition(cmd.preconditions, stored, _iso(self._now()))
+            self._check_condition(cmd.preconditions, stored, _iso(self._now()), enforcer)
         public = resources.public_view(stored)
         if not cmd.path:
             etag = thing_etag(int(stored["_revision"]))
             if not (cmd.fields and "_policy" in cmd.fields.text):  # Ditto exempts _policy selections
                 self._check_preconditions(cmd.preconditions, "GET", etag)
-            value: Json = self._select(stored, cmd.fields, policy) if cmd.fields else public
+            view = self._readable(enforcer, stored)
+            value: Json = self._select(view, stored, cmd.fields, policy) if cmd.fields else view
             return Retrieved(value, etag)
+        if not enforcer.partial("thing", cmd.path, "READ"):
+            raise resources.not_found(thing_id, cmd.path)
         current = get_at(public, cmd.path)
         etag_or_none = None if current is MISSING else value_etag(current)
         self._check_preconditions(cmd.preconditions, "GET", etag_or_none)
-        value = resources.lookup(public, thing_id, cmd.path)
+        found = enforcer.readable_view(resources.lookup(public, thing_id, cmd.path), at=cmd.path)
+        if found is MISSING:
+            raise resources.not_found(thing_id, cmd.path)
+        value = found
         if cmd.fields is not None:
             if not isinstance(value, dict):
                 raise InvalidInput(
@@ -155,12 +176,12 @@ class TwinService:
         with self._store.read() as r:
             for thing_id in dict.fromkeys(ids):
                 stored = get_thing(r, thing_id)
-                if stored is None:
-                    continue
-                policy = self._policy_for_fields(r, stored, cmd.fields)
-                out.append(
-                    self._select(stored, cmd.fields, policy) if cmd.fields else resources.public_view(stored)
-                )
+                enforcer = None if stored is None else self._access(r, stored, auth)
+                if stored is None or enforcer is None or not enforcer.partial("thing", (), "READ"):
+                    continue  # unknown and unreadable things are silently left out
+                view = self._readable(enforcer, stored)
+                policy = self._policy_for_fields(r, stored, cmd.fields, enforcer)
+                out.append(self._select(view, stored, cmd.fields, policy) if cmd.fields else view)
         return out
 
     async def search(self, cmd: SearchThings, auth: AuthContext) -> SearchResult:
@@ -173,26 +194,30 @@ class TwinService:
         node = self._parse_filter(cmd.filter)
         options = rql.parse_options(cmd.option) if cmd.option else rql.SearchOptions()
         namespaces = self._namespaces(cmd.namespaces)
+        now = _iso(self._now())
         with self._store.read() as r:
+            visible = self._visible(r, auth)
             page = search_engine.search(
-                r, filter=node, namespaces=namespaces, options=options, now=_iso(self._now())
+                r, filter=node, namespaces=namespaces, options=options, now=now, visible=visible
             )
             items: list[Json] = []
-            for thing in page.items:
+            for view in page.items:
                 if cmd.fields is None:
-                    items.append({k: thing[k] for k in _SEARCH_DEFAULT_FIELDS if k in thing})
+                    items.append({k: view[k] for k in _SEARCH_DEFAULT_FIELDS if k in view})
                 else:
-                    items.append(
-                        self._select(thing, cmd.fields, self._policy_for_fields(r, thing, cmd.fields))
-                    )
+                    stored = {k: v for k, v in view.items() if k.startswith("_") or k == "thingId"}
+                    policy = self._policy_for_fields(r, view, cmd.fields, self._access(r, view, auth))
+                    items.append(self._select(resources.public_view(view), stored, cmd.fields, policy))
         return SearchResult(items, page.cursor)
 
     async def count(self, cmd: CountThings, auth: AuthContext) -> int:
         """``/search/things/count``."""
         node = self._parse_filter(cmd.filter)
         namespaces = self._namespaces(cmd.namespaces)
+        now = _iso(self._now())
         with self._store.read() as r:
-            return search_engine.count(r, filter=node, namespaces=namespaces, now=_iso(self._now()))
+            visible = self._visible(r, auth)
+            return search_engine.count(r, filter=node, namespaces=namespaces, now=now, visible=visible)
 
     # ----------------------------------------------------------------- writes
 
@@ -211,7 +236,10 @@ class TwinService:
                 self._check_preconditions(cmd.preconditions, "PUT", None)
                 new, _ = resources.apply_put(None, thing_id, (), cmd.value)
                 return self._create(w, auth, thing_id, new, now, cmd.initial_policy, cmd.copy_policy_from)
-            self._check_condition(cmd.preconditions, stored, now)
+            enforcer = self._writable(w, stored, auth, thing_id)
+            if not enforcer.unrestricted("thing", cmd.path, "WRITE"):
+                raise not_modifiable(thing_id, cmd.path)
+            self._check_condition(cmd.preconditions, stored, now, enforcer)
             public = resources.public_view(stored)
             current = get_at(public, cmd.path)
             self._check_preconditions(cmd.preconditions, "PUT", self._etag(stored, cmd.path, current))
@@ -273,7 +301,10 @@ class TwinService:
                 new, _ = resources.apply_merge(None, thing_id, cmd.path, cmd.patch)
                 self._check_preconditions(cmd.preconditions, "PATCH", None)
                 return self._create(w, auth, thing_id, new, now, None, None)
-            self._check_condition(cmd.preconditions, stored, now)
+            enforcer = self._writable(w, stored, auth, thing_id)
+            if not enforcer.may_merge(cmd.path, cmd.patch):
+                raise not_modifiable(thing_id, cmd.path)
+            self._check_condition(cmd.preconditions, stored, now, enforcer)
             public = resources.public_view(stored)
             current = get_at(public, cmd.path)
             self._check_preconditions(cmd.preconditions, "PATCH", self._etag(stored, cmd.path, current))
@@ -302,7 +333,10 @@ class TwinService:
             if stored is None:
                 self._check_preconditions(cmd.preconditions, "DELETE", None)
                 raise resources.not_found(thing_id, ())
-            self._check_condition(cmd.preconditions, stored, now)
+            enforcer = self._writable(w, stored, auth, thing_id)
+            if not enforcer.unrestricted("thing", cmd.path, "WRITE"):
+                raise not_modifiable(thing_id, cmd.path, delete=True)
+            self._check_condition(cmd.preconditions, stored, now, enforcer)
             public = resources.public_view(stored)
             current = get_at(public, cmd.path)
             self._check_preconditions(cmd.preconditions, "DELETE", self._etag(stored, cmd.path, current))
@@ -316,6 +350,181 @@ class TwinService:
             return self._commit(w, stored, new, now, "deleted", cmd.path, None, auth, status=204, etag=False)
 
         return await self._submit(write)
+
+    # --------------------------------------------------------------- policies
+
+    async def retrieve_policy(self, cmd: RetrievePolicy, auth: AuthContext) -> Retrieved:
+        """``GET /policies/{id}[/path]``, filtered to what the caller may READ (404 if nothing)."""
+        policy_id = parse_policy_id(cmd.policy_id)
+        policy_resource_of(cmd.path)
+        now = _iso(self._now())
+        with self._store.read() as r:
+            raw = get_policy_bytes(r, policy_id)
+        enforcer = self._enforcers.get(raw, auth.subjects, namespace_of(policy_id), now)
+        if raw is None or enforcer is None or not enforcer.partial("policy", (), "READ"):
+            if raw is None:
+                self._check_preconditions(cmd.preconditions, "GET", None, policies=True)
+            raise _policy_not_found(policy_id)
+        stored = decode_policy(raw)
+        public = {k: v for k, v in stored.items() if not k.startswith("_")}
+        if not cmd.path:
+            etag = thing_etag(int(stored["_revision"]))
+            self._check_preconditions(cmd.preconditions, "GET", etag, policies=True)
+            view = enforcer.readable_view(public, resource_type="policy")
+            value: Json = {"policyId": policy_id, **(view if isinstance(view, dict) else {})}
+            if cmd.fields is not None:
+                hidden = {k: v for k, v in stored.items() if k.startswith("_")}
+                value = apply_fields({**value, **hidden}, cmd.fields)  # type: ignore[dict-item]
+            return Retrieved(value, etag)
+        if not enforcer.partial("policy", cmd.path, "READ"):
+            raise _policy_not_found(policy_id)
+        found = lookup_policy(public, policy_id, cmd.path)
+        etag_or_none = value_etag(found)
+        self._check_preconditions(cmd.preconditions, "GET", etag_or_none, policies=True)
+        view_at = enforcer.readable_view(found, resource_type="policy", at=cmd.path)
+        if view_at is MISSING:
+            raise _policy_not_found(policy_id)
+        if cmd.fields is not None and isinstance(view_at, dict):
+            view_at = apply_fields(view_at, cmd.fields)
+        return Retrieved(view_at, etag_or_none)
+
+    async def modify_policy(self, cmd: ModifyPolicy, auth: AuthContext) -> Written:
+        """``PUT /policies/{id}[/path]``: 201 when created, else 204.
+
+        Raises:
+            PolicyDenied: no WRITE permission (``policies:policy.notmodifiable``), or the result would
+                leave nobody able to manage the policy, or lock the caller out without
+                ``allow-policy-lockout`` (``policies:policy.modificationinvalid``).
+        """
+        policy_id = parse_policy_id(cmd.policy_id)
+        policy_resource_of(cmd.path)
+        timestamp = self._now()
+
+        def write(w: WriteTxn) -> tuple[Written, None]:
+            now = _iso(timestamp)
+            raw = get_policy_bytes(w, policy_id)
+            if raw is None:
+                if cmd.path:
+                    raise _policy_not_found(policy_id)
+                self._check_preconditions(cmd.preconditions, "PUT", None, policies=True)
+                new, _ = apply_policy_put(None, policy_id, (), cmd.value)
+                self._check_manageable(new, auth, now, allow_lockout=cmd.allow_lockout)
+                stored_new = {**new, "_revision": 1, "_created": now, "_modified": now}
+                put_policy(w, stored_new)
+                return Written(201, policy_id, 1, thing_etag(1), new), None
+            stored = decode_policy(raw)
+            enforcer = self._enforcers.get(raw, auth.subjects, namespace_of(policy_id), now)
+            if enforcer is None or not (
+                enforcer.partial("policy", (), "READ") or enforcer.partial("policy", (), "WRITE")
+            ):
+                raise _policy_not_found(policy_id)
+            if not enforcer.unrestricted("policy", cmd.path, "WRITE"):
+                raise _policy_not_modifiable(policy_id)
+            public = {k: v for k, v in stored.items() if not k.startswith("_")}
+            current = None if not cmd.path else self._policy_value(public, cmd.path)
+            etag = (
+                thing_etag(int(stored["_revision"]))
+                if not cmd.path
+                else (None if current is None else value_etag(current))
+            )
+            self._check_preconditions(cmd.preconditions, "PUT", etag, policies=True)
+            new, created = apply_policy_put(public, policy_id, cmd.path, cmd.value)
+            self._check_manageable(new, auth, now, allow_lockout=cmd.allow_lockout)
+            return self._store_policy(w, stored, new, now, cmd.path, status=201 if created else 204), None
+
+        result, _ = await self._writer.submit(write)
+        return result
+
+    async def delete_policy(self, cmd: DeletePolicy, auth: AuthContext) -> Written:
+        """``DELETE /policies/{id}[/path]`` (204). Things governed by a deleted policy become inaccessible."""
+        policy_id = parse_policy_id(cmd.policy_id)
+        policy_resource_of(cmd.path)
+        timestamp = self._now()
+
+        def write(w: WriteTxn) -> tuple[Written, None]:
+            now = _iso(timestamp)
+            raw = get_policy_bytes(w, policy_id)
+            enforcer = self._enforcers.get(raw, auth.subjects, namespace_of(policy_id), now)
+            if (
+                raw is None
+                or enforcer is None
+                or not (enforcer.partial("policy", (), "READ") or enforcer.partial("policy", (), "WRITE"))
+            ):
+                if raw is None:
+                    self._check_preconditions(cmd.preconditions, "DELETE", None, policies=True)
+                raise _policy_not_found(policy_id)
+            if not enforcer.unrestricted("policy", cmd.path, "WRITE"):
+                raise _policy_not_modifiable(policy_id)
+            stored = decode_policy(raw)
+            public = {k: v for k, v in stored.items() if not k.startswith("_")}
+            revision = int(stored["_revision"]) + 1
+            if not cmd.path:
+                self._check_preconditions(
+                    cmd.preconditions, "DELETE", thing_etag(int(stored["_revision"])), policies=True
+                )
+                delete_policy(w, policy_id)
+                return Written(204, policy_id, revision), None
+            current = self._policy_value(public, cmd.path)
+            self._check_preconditions(
+                cmd.preconditions, "DELETE", None if current is None else value_etag(current), policies=True
+            )
+            new = apply_policy_delete(public, policy_id, cmd.path)
+            self._check_manageable(new, auth, now, allow_lockout=True)
+            return self._store_policy(w, stored, new, now, cmd.path, status=204, etag=False), None
+
+        result, _ = await self._writer.submit(write)
+        return result
+
+    @staticmethod
+    def _policy_value(public: dict[str, Json], path: Pointer) -> Json | None:
+        node: Any = public
+        for part in path:
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node  # type: ignore[no-any-return]
+
+    def _check_manageable(
+        self, policy: dict[str, Json], auth: AuthContext, now: str, *, allow_lockout: bool
+    ) -> None:
+        check_policy_manageable(policy, now=now)
+        if allow_lockout:
+            return
+        if not Enforcer.build(policy, auth.subjects, now=now).unrestricted("policy", (), "WRITE"):
+            raise PolicyDenied(
+                "The Policy would not give the requester WRITE permission on 'policy:/'; it would lock the"
+                " requester out.",
+                description="Include the requester with WRITE on 'policy:/', or send the header"
+                " 'allow-policy-lockout: true'.",
+                error_code="policies:policy.modificationinvalid",
+            )
+
+    @staticmethod
+    def _store_policy(
+        w: WriteTxn,
+        stored: dict[str, Json],
+        public: dict[str, Json],
+        now: str,
+        path: Pointer,
+        *,
+        status: int,
+        etag: bool = True,
+    ) -> Written:
+        revision = int(stored["_revision"]) + 1  # type: ignore[arg-type]
+        put_policy(
+            w, {**public, "_revision": revision, "_created": stored.get("_created", now), "_modified": now}
+        )
+        tag = None
+        value: Json = None
+        if etag:
+            tag = (
+                thing_etag(revision)
+                if not path
+                else value_etag(lookup_policy(public, str(public["policyId"]), path))
+            )
+        if status == 201:
+            value = lookup_policy(public, str(public["policyId"]), path) if path else public
+        return Written(status, str(public["policyId"]), revision, tag, value)  # type: ignore[arg-type]
 
     # ---------------------------------------------------------------- helpers
 
@@ -341,6 +550,12 @@ class TwinService:
         public["policyId"] = self._policy_on_create(
             w, auth, thing_id, public, now, initial_policy, copy_policy_from
         )
+        # ditto.md §1.6: whatever the policy, its creator must end up with WRITE on thing:/.
+        enforcer = self._enforcers.get(
+            get_policy_bytes(w, str(public["policyId"])), auth.subjects, namespace_of(thing_id), now
+        )
+        if enforcer is None or not enforcer.unrestricted("thing", (), "WRITE"):
+            raise not_modifiable(thing_id, ())
         tomb = w.get("kv", _TOMBSTONES + thing_id.encode())
         revision = 1 if tomb is None else int(tomb) + 1
         stored: dict[str, Json] = {
@@ -377,7 +592,7 @@ class TwinService:
         if copy_policy_from is not None:
             source_id = self._resolve_copy_source(w, copy_policy_from)
             source = get_policy(w, source_id)
-            if source is None:
+            if source is None or not self._may_read_policy(w, source_id, auth, now):
                 raise InvalidInput(
                     f"The Policy with ID '{source_id}' to copy from could not be found.",
                     error_code="things:thing.notcreatable",
@@ -392,18 +607,22 @@ class TwinService:
                     "The inline policy must be a JSON object.", error_code="things:policy.invalid"
                 )
             policy_id = str(body_policy_id or initial_policy.get("policyId") or thing_id)
-            entries = initial_policy.get("entries")
-            if not isinstance(entries, dict) or not _has_policy_writer(entries):
+            try:
+                parsed = parse_policy({**initial_policy, "policyId": policy_id}, policy_id=policy_id)
+                check_policy_manageable(parsed, now=now)
+            except (InvalidInput, PolicyDenied) as err:
                 raise InvalidInput(
-                    "The inline policy is invalid: it must contain at least one subject with WRITE permission on"
+                    f"The inline policy is invalid: {err.message}",
+                    description="It must be a valid policy with at least one subject with WRITE permission on"
                     " 'policy:/'.",
                     error_code="things:policy.invalid",
-                )
+                ) from None
+            entries = parsed["entries"]
             self._store_new_policy(w, policy_id, entries, now, thing_id)
             return policy_id
         if body_policy_id is not None:
             policy_id = parse_policy_id(str(body_policy_id))
-            if get_policy(w, policy_id) is None:
+            if get_policy(w, policy_id) is None or not self._may_read_policy(w, policy_id, auth, now):
                 raise InvalidInput(
                     f"The Thing with ID '{thing_id}' could not be created as the Policy with ID '{policy_id}' is"
                     " not existing.",
@@ -412,16 +631,7 @@ class TwinService:
                     error_code="things:thing.notcreatable",
                 )
             return policy_id
-        entries = {
-            "DEFAULT": {
-                "subjects": {auth.originator: {"type": "generated"}},
-                "resources": {
-                    "thing:/": {"grant": ["READ", "WRITE"], "revoke": []},
-                    "policy:/": {"grant": ["READ", "WRITE"], "revoke": []},
-                    "message:/": {"grant": ["READ", "WRITE"], "revoke": []},
-                },
-            }
-        }
+        entries = default_policy(thing_id, auth.originator)["entries"]
         self._store_new_policy(w, thing_id, entries, now, thing_id)
         return thing_id
 
@@ -529,7 +739,9 @@ class TwinService:
         return {k: v for k, v in value.items() if k not in ("thingId", "policyId") and not k.startswith("_")}
 
     @staticmethod
-    def _check_preconditions(pre: Preconditions, method: str, current_etag: str | None) -> None:
+    def _check_preconditions(
+        pre: Preconditions, method: str, current_etag: str | None, *, policies: bool = False
+    ) -> None:
         if pre.if_match is None and pre.if_none_match is None:
             return
         try:
@@ -538,6 +750,8 @@ class TwinService:
                 current_etag=current_etag,
                 if_match=pre.if_match,
                 if_none_match=pre.if_none_match,
+                resource_kind="Policy" if policies else "Thing",
+                code_prefix="policies" if policies else "things",
             )
         except (PreconditionFailed, NotModified) as err:
             if current_etag is not None:
@@ -545,7 +759,7 @@ class TwinService:
             raise
 
     @staticmethod
-    def _check_condition(pre: Preconditions, stored: dict[str, Json], now: str) -> None:
+    def _check_condition(pre: Preconditions, stored: dict[str, Json], now: str, enforcer: Enforcer) -> None:
         if pre.condition is None:
             return
         try:
@@ -556,6 +770,8 @@ class TwinService:
                 description="Check the condition's RQL syntax (see Ditto's RQL documentation).",
                 error_code="things:condition.invalid",
             ) from None
+        if not enforcer.may_read_fields(rql.referenced_fields(node)):
+            raise condition_unreadable()
         if not rql.evaluate(node, _with_hidden(stored), now=now):
             raise PreconditionFailed(
                 "The specified condition does not match the state of the requested Thing.",
@@ -581,34 +797,103 @@ class TwinService:
                 )
         return frozenset(namespaces)
 
+    # ------------------------------------------------------------ enforcement
+
+    def _access(self, r: ReadTxn, stored: dict[str, Json], auth: AuthContext) -> Enforcer | None:
+        """The caller's enforcer for ``stored`` (``None``: its policy is gone, so nobody may access it)."""
+        thing_id = str(stored["thingId"])
+        raw = get_policy_bytes(r, str(stored.get("policyId", "")))
+        if raw is None:
+            return None
+        return self._enforcers.get(raw, auth.subjects, namespace_of(thing_id), _iso(self._now()))
+
+    def _writable(self, w: ReadTxn, stored: dict[str, Json], auth: AuthContext, thing_id: str) -> Enforcer:
+        """The enforcer for a write; a caller who may neither read nor write the thing learns nothing (404)."""
+        enforcer = self._access(w, stored, auth)
+        if enforcer is None or not (
+            enforcer.partial("thing", (), "READ") or enforcer.partial("thing", (), "WRITE")
+        ):
+            raise resources.not_found(thing_id, ())
+        return enforcer
+
+    def _may_read_policy(self, r: ReadTxn, policy_id: str, auth: AuthContext, now: str) -> bool:
+        enforcer = self._enforcers.get(
+            get_policy_bytes(r, policy_id), auth.subjects, namespace_of(policy_id), now
+        )
+        return enforcer is not None and enforcer.partial("policy", (), "READ")
+
     @staticmethod
-    def _policy_for_fields(r: ReadTxn, stored: dict[str, Json] | None, fields: FieldSelector | None) -> Json:
+    def _readable(enforcer: Enforcer, stored: dict[str, Json]) -> dict[str, Json]:
+        """The public thing filtered to what the caller may read; ``thingId`` is always kept."""
+        public = resources.public_view(stored)
+        view = enforcer.readable_view(public)
+        if view is public:
+            return public
+        out: dict[str, Json] = {"thingId": stored["thingId"]}
+        if isinstance(view, dict):
+            out.update(view)
+        return out
+
+    def _visible(self, r: ReadTxn, auth: AuthContext) -> Callable[[dict[str, Json]], dict[str, Json] | None]:
+        """The search hook: the caller's view of a thing (hidden fields kept), or ``None`` to hide it.
+
+        The search engine evaluates the filter and the sort on this view, so a search cannot probe fields
+        the caller may not read.
+        """
+
+        def visible(thing: dict[str, Json]) -> dict[str, Json] | None:
+            enforcer = self._access(r, thing, auth)
+            if enforcer is None or not enforcer.partial("thing", (), "READ"):
+                return None
+            view = self._readable(enforcer, thing)
+            return {**view, **{k: v for k, v in thing.items() if k.startswith("_")}}
+
+        return visible
+
+    @staticmethod
+    def _policy_for_fields(
+        r: ReadTxn, stored: dict[str, Json] | None, fields: FieldSelector | None, enforcer: Enforcer | None
+    ) -> Json:
+        """The thing's policy for a ``_policy`` field selection, if the caller may read it."""
         if stored is None or fields is None or "_policy" not in fields.text or "policyId" not in stored:
             return None
-        return get_policy(r, str(stored["policyId"]))
+        if enforcer is None or not enforcer.partial("policy", (), "READ"):
+            return None
+        policy = get_policy(r, str(stored["policyId"]))
+        if policy is None:
+            return None
+        readable = enforcer.readable_view(
+            {k: v for k, v in policy.items() if not k.startswith("_")}, resource_type="policy"
+        )
+        return None if readable is MISSING else readable
 
     @staticmethod
-    def _select(stored: dict[str, Json], fields: FieldSelector | None, policy: Json) -> dict[str, Json]:
-        view = _with_hidden(stored)
-        if policy is not None:
-            view["_policy"] = {k: v for k, v in policy.items() if not k.startswith("_")}  # type: ignore[union-attr]
+    def _select(
+        view: dict[str, Json], stored: dict[str, Json], fields: FieldSelector | None, policy: Json
+    ) -> dict[str, Json]:
+        """Apply ``fields`` to the caller's view, with the hidden fields (and ``_policy``) selectable."""
         if fields is None:
-            return resources.public_view(stored)
-        return apply_fields(view, fields)
+            return view
+        full = {**view, **{k: v for k, v in stored.items() if k.startswith("_")}}
+        full["_namespace"] = namespace_of(str(stored["thingId"]))
+        if policy is not None:
+            full["_policy"] = policy
+        return apply_fields(full, fields)
 
 
-def _has_policy_writer(entries: dict[str, Any]) -> bool:
-    """Whether some entry with a subject grants WRITE on ``policy:/`` (without revoking it)."""
-    for entry in entries.values():
-        if not isinstance(entry, dict) or not entry.get("subjects"):
-            continue
-        root = (
-            entry.get("resources", {}).get("policy:/") if isinstance(entry.get("resources"), dict) else None
-        )
-        if (
-            isinstance(root, dict)
-            and "WRITE" in (root.get("grant") or [])
-            and "WRITE" not in (root.get("revoke") or [])
-        ):
-            return True
-    return False
+def _policy_not_found(policy_id: str) -> NotFound:
+    return NotFound(
+        f"The Policy with ID '{policy_id}' could not be found or requester had insufficient permissions to"
+        " access it.",
+        description="Check if the ID of your requested Policy was correct and you have sufficient permissions.",
+        error_code="policies:policy.notfound",
+    )
+
+
+def _policy_not_modifiable(policy_id: str) -> PolicyDenied:
+    return PolicyDenied(
+        f"The Policy with ID '{policy_id}' could not be modified as the requester had insufficient permissions"
+        " to modify it.",
+        description="Check if the ID of the Policy was correct and you have sufficient permissions.",
+        error_code="policies:policy.notmodifiable",
+    )

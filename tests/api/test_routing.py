@@ -18,11 +18,14 @@ from edgetwin.core.commands import (
     AuthContext,
     CountThings,
     CreateThing,
+    DeletePolicy,
     DeleteThing,
     MergeThing,
+    ModifyPolicy,
     ModifyThing,
     Preconditions,
     Retrieved,
+    RetrievePolicy,
     RetrieveThing,
     RetrieveThings,
     SearchResult,
@@ -86,6 +89,18 @@ class Recorder:
     async def count(self, cmd: CountThings, auth: AuthContext) -> int:
         self._record("count", cmd, auth)
         return 0
+
+    async def retrieve_policy(self, cmd: RetrievePolicy, auth: AuthContext) -> Retrieved:
+        self._record("retrieve_policy", cmd, auth)
+        return Retrieved({"policyId": cmd.policy_id}, '"rev:1"')
+
+    async def modify_policy(self, cmd: ModifyPolicy, auth: AuthContext) -> Written:
+        self._record("modify_policy", cmd, auth)
+        return Written(204, cmd.policy_id, 2, '"rev:2"')
+
+    async def delete_policy(self, cmd: DeletePolicy, auth: AuthContext) -> Written:
+        self._record("delete_policy", cmd, auth)
+        return Written(204, cmd.policy_id, 3)
 
 
 @pytest.fixture

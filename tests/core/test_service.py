@@ -220,8 +220,11 @@ async def test_policy_id_must_exist_and_inline_policies(env: Env) -> None:
     good: Any = {
         "entries": {
             "o": {
-                "subjects": {"nginx:a": {"type": "t"}},
-                "resources": {"policy:/": {"grant": ["READ", "WRITE"], "revoke": []}},
+                "subjects": {"nginx:ditto": {"type": "t"}},
+                "resources": {
+                    "policy:/": {"grant": ["READ", "WRITE"], "revoke": []},
+                    "thing:/": {"grant": ["READ", "WRITE"], "revoke": []},
+                },
             }
         }
     }
@@ -241,7 +244,7 @@ async def test_policy_id_must_exist_and_inline_policies(env: Env) -> None:
 async def test_post_generates_ids(env: Env) -> None:
     made = await env.service.create(CreateThing({"attributes": {"x": 1}}, namespace="my.ns"), AUTH)
     assert made.status == 201
-    assert made.thing_id.startswith("my.ns:")
+    assert made.entity_id.startswith("my.ns:")
     with pytest.raises(InvalidInput) as info:
         await env.service.create(CreateThing({"thingId": "a:b"}), AUTH)
     assert info.value.error_code == "things:id.notsettable"
