@@ -82,8 +82,10 @@ def _serve(config: str | None) -> int:
 
 
 def _check_config(file: str) -> int:
+    from edgetwin.api.auth import Authenticator  # loads key files and checks topic filters, as serve does
+
     try:
-        load(file, environ={})
+        Authenticator(load(file, environ={}).auth)
     except ConfigError as err:
         return _fail(err.message, EXIT_USAGE)
     print(f"{file}: OK")  # noqa: T201

@@ -1,4 +1,5 @@
-"""Who is calling: HTTP credentials to policy subjects (an :class:`~edgetwin.core.commands.AuthContext`).
+"""Who is calling: credentials to policy subjects and MQTT topic filters (an
+:class:`~edgetwin.core.commands.AuthContext`).
 
 Contract, in the order :meth:`Authenticator.authenticate` tries them (DESIGN.md "Identity", ditto.md 1.1):
 
@@ -8,39 +9,113 @@ Contract, in the order :meth:`Authenticator.authenticate` tries them (DESIGN.md 
    trusted proxy that sends a malformed value gets a 401. The header name and the comma-separated subject
    list are Ditto's (``PreAuthenticatedAuthenticationProvider``); unlike Ditto, the query parameter of the
    same name is *not* accepted, because a proxy that strips the header may still pass the query through.
-2. ``Authorization: Bearer <token>``: the seam for JWT (a later issue). With no :class:`TokenVerifier`
-   configured a bearer token does not authenticate.
+   Pre-authenticated subjects carry no topic filters.
+2. ``Authorization: Bearer <jwt>`` against ``[[auth.jwt]]`` (:class:`JwtVerifier`): the subject is
+   ``<prefix>:<sub>``; the token's DSH ``claims`` become its topic filters (:func:`topic_filters_from_claims`).
+   :meth:`Authenticator.authenticate_token` verifies a raw token the same way (the WebSocket's
+   ``?access_token=``). Without ``[[auth.jwt]]`` a bearer token does not authenticate.
 3. ``Authorization: Basic`` against ``[[auth.users]]``: ``password`` is compared with
    :func:`hmac.compare_digest`, ``password_hash`` with :func:`~edgetwin.core.passwords.verify_password` in a
    worker thread (scrypt takes ~50 ms and 16 MiB; it must not stall the event loop). Successful
    verifications are remembered in a small LRU keyed by ``(user, sha256(password))`` so that a client
    sending the same credentials on every request pays scrypt once; failures are never cached. The subject
-   is ``nginx:<name>``, Ditto's convention for users authenticated by nginx.
+   is ``nginx:<name>``, Ditto's convention for users authenticated by nginx; the topic filters are the
+   user's ``publish`` / ``subscribe`` lists.
 
-Nothing valid raises :class:`~edgetwin.errors.Unauthenticated` (401 ``gateway:authentication.failed``); the
-HTTP layer adds ``WWW-Authenticate: Basic realm="edgetwin"``.
+Nothing valid raises :class:`~edgetwin.errors.Unauthenticated` (401 ``gateway:authentication.failed``, or
+``gateway:jwt.issuer.notsupported`` for a token from an issuer not configured, as Ditto). The HTTP layer
+adds ``WWW-Authenticate: Basic realm="edgetwin"`` unless the error carries its own: a failed bearer token
+gets ``Bearer realm="edgetwin", error="invalid_token"`` (RFC 6750 §3.1), and a request without credentials
+is offered both schemes when JWT issuers are configured.
+
+**Repeated failures are slowed down** (:class:`FailureSlowdown`): per client address (an IPv6 address by its
+/64, since one host usually holds a whole /64), after :data:`FREE_FAILURES` consecutive failed Basic or
+Bearer verifications the 401 is delayed, doubling from :data:`FIRST_DELAY_S` up to :data:`MAX_DELAY_S`; a
+success resets the count. The delay is a ``trio.sleep`` in the failing request's own task, so other clients
+never wait for it. Requests without credentials, with an unsupported scheme or a malformed
+pre-authenticated header do not count: they are not guesses. The table is an LRU of at most
+:data:`SLOWDOWN_CLIENTS` addresses.
+
+**JWT rules** (:class:`JwtVerifier`; RFC 7519, RFC 8725):
+
+* The issuer is chosen by the token's unverified ``iss``, Ditto-style: a configured ``issuer`` matches itself
+  and, when it has no scheme, ``https://<issuer>`` too (``JwtSubjectIssuersConfig``). Unknown → 401
+  ``gateway:jwt.issuer.notsupported``.
+* Keys are loaded once, at construction: ``secret`` (HS*), ``public_key_file`` (a PEM public key or
+  certificate: RSA for RS*/PS*, EC P-256/384/521 for ES256/384/512, Ed25519/Ed448 for EdDSA) or
+  ``jwks_file`` (a local JWK Set; the key is chosen by the token's ``kid``, an unknown ``kid`` is a 401; a
+  token without ``kid`` is accepted only when the set holds one usable key). A key that cannot be read, or
+  cannot verify any configured algorithm, or is shorter than RFC 7518 requires (an HS secret as long as the
+  hash, RSA 2048 bits) is a :class:`~edgetwin.errors.ConfigError` naming the key. JWKS entries for
+  encryption (``use: enc``) or for an algorithm not configured are skipped.
+* The token's ``alg`` must be one the issuer lists **and** one its key can verify: ``none`` never is, and an
+  HS token is never checked against an RSA/EC key (no algorithm confusion).
+* ``exp`` is **required** (and must be a number): Ditto's JWT model reads it with ``getValueOrThrow`` and
+  its WebSocket sessions end at it; a token that never expires cannot be cached safely or revoked by time.
+  ``exp`` and ``nbf`` are checked with the issuer's ``leeway_s``; ``iat`` is not checked (Ditto does not).
+  ``sub`` is required (a non-empty string): it names the subject. ``aud`` is checked only when the issuer
+  configures ``audience`` (a token's ``aud`` is otherwise ignored, as in Ditto).
+* Verified tokens are cached (an LRU of :data:`TOKEN_CACHE_SIZE`, keyed by the token) until their ``exp``
+  plus leeway, so a client sending the same token on every request pays for the signature once. Failures
+  are never cached. Tokens longer than :data:`MAX_TOKEN_CHARS` are refused before any parsing.
+* Any malformed input (truncated, tampered, not base64url, not JSON, wrong types) is a 401, never a 500.
+
+**DSH claims** (DSH Messaging API, "MQTT Tokens", §3.3.2.4): a token's ``claims`` is a list of
+``{"action": "publish"|"subscribe", "resource": {"type": "topic", "prefix": "/tt", "stream": "weather",
+"topic": "<pattern>"}}``; each becomes the MQTT topic filter ``<prefix>/<stream>/<pattern>`` (so prefix
+``/tt``, stream ``water`` and pattern ``drip/drip/drip`` allow exactly ``/tt/water/drip/drip/drip``). An
+entry that is malformed (wrong action or type, a prefix or stream with a wildcard, an empty stream or one
+with ``/``, a pattern that is not a valid MQTT filter) grants nothing; the rest of the token still counts.
+A token without ``claims`` (or with DSH's REST-token shape, a map) has no topic filters: no list, no access
+(DESIGN "Topic permissions"; the DSH instead grants the API client's full rights then).
 """
 
 from __future__ import annotations
 
 import binascii
+import contextlib
 import hashlib
 import hmac
 import ipaddress
+import json
+import logging
+import math
+import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Final, Protocol
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
+import jwt
 import trio
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from edgetwin.core.commands import AuthContext
 from edgetwin.core.passwords import verify_password
-from edgetwin.errors import Unauthenticated
+from edgetwin.errors import ConfigError, Unauthenticated
+from edgetwin.mqtt.topics import TopicError, is_valid_topic_filter, validate_topic_filter
 
 if TYPE_CHECKING:
-    from edgetwin.api.http import Request
-    from edgetwin.config import AuthSettings, User
+    from collections.abc import Callable, Iterable
 
-__all__ = ["PRE_AUTHENTICATED_HEADER", "USER_SUBJECT_PREFIX", "Authenticator", "TokenVerifier"]
+    from edgetwin.api.http import Request
+    from edgetwin.config import AuthSettings, JwtIssuer, User
+
+__all__ = [
+    "PRE_AUTHENTICATED_HEADER",
+    "USER_SUBJECT_PREFIX",
+    "Authenticator",
+    "FailureSlowdown",
+    "JwtVerifier",
+    "TokenIdentity",
+    "TokenVerifier",
+    "topic_filters_from_claims",
+]
+
+logger = logging.getLogger(__name__)
 
 PRE_AUTHENTICATED_HEADER: Final = "x-ditto-pre-authenticated"
 USER_SUBJECT_PREFIX: Final = "nginx"
@@ -48,20 +123,56 @@ VERIFIED_CACHE_SIZE: Final = 256
 """Distinct ``(user, password)`` pairs remembered after a successful scrypt verification."""
 SCRYPT_THREADS: Final = 2
 """scrypt verifications running at once: each takes 16 MiB, so a burst of bad passwords stays bounded."""
+TOKEN_CACHE_SIZE: Final = 512
+"""Verified tokens remembered (each at most :data:`MAX_TOKEN_CHARS`, so at most 4 MiB of keys)."""
+MAX_TOKEN_CHARS: Final = 8192
+"""The longest token accepted; a DSH MQTT token with a few claims is under 1 KiB."""
+FREE_FAILURES: Final = 3
+"""Consecutive failures per client address answered without delay."""
+FIRST_DELAY_S: Final = 0.125
+"""The delay of the first slowed-down 401; it doubles with each further failure."""
+MAX_DELAY_S: Final = 2.0
+"""The longest delay of a 401."""
+SLOWDOWN_CLIENTS: Final = 4096
+"""Client addresses whose failures are remembered (an LRU)."""
 
+REALM: Final = "edgetwin"
+_BASIC_AND_BEARER: Final = f'Basic realm="{REALM}", Bearer realm="{REALM}"'
+_BEARER_INVALID: Final = f'Bearer realm="{REALM}", error="invalid_token"'
 _FAILED_DESCRIPTION: Final = (
-    "Check the credentials: HTTP Basic with a configured user, or a trusted proxy's pre-authenticated"
-    " subject."
+    "Check the credentials: HTTP Basic with a configured user, a bearer JWT from a configured issuer, or a"
+    " trusted proxy's pre-authenticated subject."
 )
+_JWT_FAILED: Final = "The JWT could not be verified."
 
 _IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class TokenVerifier(Protocol):
-    """The JWT seam: turns a bearer token into policy subjects (``<prefix>:<sub>``)."""
+# --- tokens ---------------------------------------------------------------------------------------------
 
-    async def verify(self, token: str) -> tuple[str, ...]:
-        """Verify ``token`` and return its subjects.
+
+@dataclass(frozen=True, slots=True)
+class TokenIdentity:
+    """What a verified token says about its bearer.
+
+    Attributes:
+        subjects: the policy subjects (``<prefix>:<sub>``), the first being the originator.
+        publish: MQTT topic filters the bearer may publish to.
+        subscribe: MQTT topic filters the bearer may subscribe to.
+        expires_at: the token's ``exp`` (seconds since the epoch).
+    """
+
+    subjects: tuple[str, ...]
+    publish: tuple[str, ...] = ()
+    subscribe: tuple[str, ...] = ()
+    expires_at: float = math.inf
+
+
+class TokenVerifier(Protocol):
+    """The bearer-token seam: turns a token into a :class:`TokenIdentity`."""
+
+    async def verify(self, token: str) -> TokenIdentity:
+        """Verify ``token`` and say who holds it.
 
         Raises:
             Unauthenticated: the token is invalid, expired or from an unknown issuer.
@@ -69,13 +180,439 @@ class TokenVerifier(Protocol):
         ...
 
 
-class Authenticator:
-    """Authenticates HTTP requests against the ``[auth]`` settings.
+@dataclass(frozen=True, slots=True)
+class _Key:
+    key: Any  # bytes (HS*) or a cryptography public key
+    algorithms: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Issuer:
+    prefix: str
+    issuer: str
+    audience: str
+    leeway_s: float
+    jwks: bool
+    single: _Key | None  # secret, public_key_file, or a JWKS holding exactly one usable key
+    by_kid: dict[str, _Key]
+
+
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    identity: TokenIdentity
+    valid_until: float
+
+
+class JwtVerifier:
+    """Verifies bearer JWTs against the ``[[auth.jwt]]`` issuers (see the module docstring for the rules).
 
     Args:
-        settings: the ``[auth]`` tree (users, trusted proxies).
-        token_verifier: verifies ``Authorization: Bearer`` tokens; ``None`` until JWT support lands.
+        issuers: the accepted issuers, in configuration order (error messages name ``auth.jwt[i]``).
+        cache_size: how many verified tokens to remember.
+        clock: the wall clock (seconds since the epoch) against which ``exp`` and ``nbf`` are checked.
+
+    Raises:
+        ConfigError: a key cannot be read or used, or two entries name the same issuer.
+    """
+
+    def __init__(
+        self,
+        issuers: Iterable[JwtIssuer],
+        *,
+        cache_size: int = TOKEN_CACHE_SIZE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._issuers: dict[str, _Issuer] = {}
+        for i, config in enumerate(issuers):
+            issuer = _load_issuer(f"auth.jwt[{i}]", config)
+            names = {config.issuer}
+            if "://" not in config.issuer:
+                names.add(f"https://{config.issuer}")  # Ditto's JwtSubjectIssuersConfig does the same
+            for name in names:
+                if name in self._issuers:
+                    raise ConfigError(f'auth.jwt[{i}].issuer: issuer "{name}" is configured twice')
+                self._issuers[name] = issuer
+        self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self._cache_size = cache_size
+        self._clock = clock
+
+    async def verify(self, token: str) -> TokenIdentity:
+        """The :class:`TokenVerifier` seam: :meth:`verify_token` (CPU only: microseconds, once per token)."""
+        return self.verify_token(token)
+
+    def verify_token(self, token: str) -> TokenIdentity:
+        """Verify a raw token string (a bearer header's value, or a WebSocket ``access_token``).
+
+        Args:
+            token: the compact JWS (``header.payload.signature``).
+
+        Returns:
+            The bearer's subjects and topic filters.
+
+        Raises:
+            Unauthenticated: 401 for anything but a valid, current token from a configured issuer.
+        """
+        now = self._clock()
+        cached = self._cache.get(token)
+        if cached is not None:
+            if now < cached.valid_until:
+                self._cache.move_to_end(token)
+                return cached.identity
+            del self._cache[token]
+        identity, valid_until = self._verify_uncached(token, now)
+        self._cache[token] = _Cached(identity, valid_until)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return identity
+
+    def _verify_uncached(self, token: str, now: float) -> tuple[TokenIdentity, float]:
+        if len(token) > MAX_TOKEN_CHARS:
+            raise _jwt_failed(f"The token is longer than {MAX_TOKEN_CHARS} characters.")
+        try:
+            unverified = jwt.decode_complete(token, options={"verify_signature": False})
+        except (jwt.PyJWTError, ValueError, TypeError, RecursionError) as err:
+            raise _jwt_failed(f"The token is not a well-formed JWT: {err}") from None
+        header: dict[str, Any] = unverified["header"]
+        iss = unverified["payload"].get("iss")
+        if not isinstance(iss, str):
+            raise _jwt_failed("The JWT has no 'iss' claim.")
+        issuer = self._issuers.get(iss)
+        if issuer is None:
+            raise Unauthenticated(
+                f"The JWT issuer '{iss[:200]}' is not supported.",  # Ditto's message; the value is the caller's
+                description="Check if your JWT is correct.",
+                error_code="gateway:jwt.issuer.notsupported",
+            )
+        key = _select_key(issuer, header)
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in key.algorithms:
+            raise _jwt_failed(
+                f"The JWT algorithm {alg!r} is not accepted for issuer '{iss}'"
+                f" (accepted: {', '.join(sorted(key.algorithms))})."
+            )
+        try:
+            payload = jwt.decode(
+                token,
+                key.key,
+                algorithms=[alg],
+                options={
+                    "require": ["exp", "iss", "sub"],
+                    # exp/nbf are checked below against our clock (the cache uses the same one).
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "verify_aud": bool(issuer.audience),
+                    "verify_iss": True,
+                    "verify_sub": True,
+                    "verify_jti": False,
+                },
+                audience=issuer.audience or None,
+                issuer=iss,
+            )
+        except (jwt.PyJWTError, ValueError, TypeError, RecursionError) as err:
+            raise _jwt_failed(str(err) or type(err).__name__) from None
+        exp = _numeric_date(payload, "exp")
+        valid_until = exp + issuer.leeway_s
+        if now >= valid_until:
+            raise _jwt_failed("The JWT has expired.")
+        if "nbf" in payload and _numeric_date(payload, "nbf") > now + issuer.leeway_s:
+            raise _jwt_failed("The JWT is not valid yet (nbf).")
+        sub = payload["sub"]
+        if not isinstance(sub, str) or not sub:
+            raise _jwt_failed("The JWT's 'sub' claim must be a non-empty string.")
+        publish, subscribe = topic_filters_from_claims(payload.get("claims"))
+        return TokenIdentity((f"{issuer.prefix}:{sub}",), publish, subscribe, exp), valid_until
+
+
+def topic_filters_from_claims(claims: object) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The MQTT topic filters a DSH-style ``claims`` list grants (see the module docstring).
+
+    Args:
+        claims: the token's ``claims`` value, as decoded from JSON (anything).
+
+    Returns:
+        ``(publish, subscribe)`` filter tuples, each in claim order without duplicates.
+    """
+    publish: dict[str, None] = {}
+    subscribe: dict[str, None] = {}
+    if not isinstance(claims, list):
+        return (), ()
+    for claim in claims:
+        topic_filter = _claim_filter(claim)
+        if topic_filter is None:
+            logger.debug("ignoring a malformed topic claim: %.200r", claim)
+            continue
+        (publish if claim["action"] == "publish" else subscribe)[topic_filter] = None
+    return tuple(publish), tuple(subscribe)
+
+
+def _claim_filter(claim: object) -> str | None:
+    if not isinstance(claim, dict) or claim.get("action") not in ("publish", "subscribe"):
+        return None
+    resource = claim.get("resource")
+    if not isinstance(resource, dict) or resource.get("type") != "topic":
+        return None
+    prefix, stream, pattern = resource.get("prefix"), resource.get("stream"), resource.get("topic")
+    if not isinstance(prefix, str) or not isinstance(stream, str) or not isinstance(pattern, str):
+        return None
+    # The prefix and stream are literal: a wildcard there would reach beyond the stream.
+    if not prefix or not stream or "/" in stream or any(c in prefix + stream for c in "+#"):
+        return None
+    topic_filter = f"{prefix}/{stream}/{pattern}"
+    return topic_filter if pattern and is_valid_topic_filter(topic_filter) else None
+
+
+def _numeric_date(payload: dict[str, Any], claim: str) -> float:
+    # RFC 7519 §2 NumericDate: a JSON number (not a string, not a boolean).
+    value = payload[claim]
+    number = math.nan
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        with contextlib.suppress(OverflowError):  # an integer beyond a float's range
+            number = float(value)
+    if not math.isfinite(number):
+        raise _jwt_failed(f"The JWT's '{claim}' claim must be a number of seconds since the epoch.")
+    return number
+
+
+def _select_key(issuer: _Issuer, header: dict[str, Any]) -> _Key:
+    if not issuer.jwks and issuer.single is not None:
+        return issuer.single  # a secret or public_key_file: the token's kid does not matter
+    kid = header.get("kid")
+    if kid is None:
+        if issuer.single is not None:
+            return issuer.single
+        raise _jwt_failed(f"The JWT has no 'kid' header, and issuer '{issuer.issuer}' has several keys.")
+    key = issuer.by_kid.get(kid) if isinstance(kid, str) else None
+    if key is None:
+        # Ditto's DefaultJwtValidator message.
+        raise _jwt_failed(f"Public Key of issuer <{issuer.issuer}> with key ID <{str(kid)[:200]}> not found!")
+    return key
+
+
+def _jwt_failed(description: str) -> Unauthenticated:
+    return Unauthenticated(_JWT_FAILED, description=description)
+
+
+# --- key loading ----------------------------------------------------------------------------------------
+
+_EC_ALGORITHMS: Final = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+
+
+def _load_issuer(where: str, config: JwtIssuer) -> _Issuer:
+    algorithms = frozenset(config.algorithms)
+    single: _Key | None = None
+    by_kid: dict[str, _Key] = {}
+    if config.secret:
+        single = _make_key(f"{where}.secret", config.secret.encode("utf-8"), algorithms)
+    elif config.public_key_file:
+        key_where = f"{where}.public_key_file"
+        single = _make_key(key_where, _read_pem(key_where, config.public_key_file), algorithms)
+    elif config.jwks_file:
+        single, by_kid = _read_jwks(f"{where}.jwks_file", config.jwks_file, algorithms)
+    else:
+        raise ConfigError(f"{where}: set exactly one of secret, public_key_file or jwks_file")
+    jwks = bool(config.jwks_file)
+    return _Issuer(config.prefix, config.issuer, config.audience, config.leeway_s, jwks, single, by_kid)
+
+
+def _compatible(key: Any) -> frozenset[str]:
+    """The JWS algorithms (RFC 7518 §3.1) this key's type can verify."""
+    if isinstance(key, bytes):
+        return frozenset({"HS256", "HS384", "HS512"})
+    if isinstance(key, rsa.RSAPublicKey):
+        return frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        alg = _EC_ALGORITHMS.get(key.curve.name)
+        return frozenset({alg}) if alg else frozenset()
+    if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+        return frozenset({"EdDSA"})
+    return frozenset()
+
+
+def _describe_key(key: Any) -> str:
+    if isinstance(key, bytes):
+        return "a secret"
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"an RSA key ({key.key_size} bits)"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return f"an EC key on {key.curve.name}"
+    return f"a {type(key).__name__.removeprefix('_')}"
+
+
+def _make_key(where: str, key: Any, algorithms: frozenset[str], *, jwk_alg: str | None = None) -> _Key:
+    usable = algorithms & _compatible(key)
+    if jwk_alg is not None:
+        usable &= {jwk_alg}
+    if not usable:
+        raise ConfigError(
+            f"{where}: {_describe_key(key)} cannot verify any of the configured algorithms"
+            f" ({', '.join(sorted(algorithms))})"
+        )
+    for alg in sorted(usable):
+        algorithm = jwt.get_algorithm_by_name(alg)
+        try:
+            prepared = algorithm.prepare_key(key)
+        except (jwt.PyJWTError, ValueError, TypeError) as err:
+            raise ConfigError(f"{where}: not usable for {alg}: {err}") from None
+        # RFC 7518 §3.2 (HMAC keys at least the hash size) and §3.3 (RSA at least 2048 bits) are MUSTs;
+        # refusing here also keeps PyJWT from warning on every verification.
+        short = algorithm.check_key_length(prepared)
+        if short:
+            raise ConfigError(f"{where}: {short}")
+    return _Key(key, frozenset(usable))
+
+
+def _read_pem(where: str, file: str) -> Any:
+    try:
+        data = Path(file).read_bytes()
+    except OSError as err:
+        raise ConfigError(f'{where}: cannot read "{file}": {err.strerror}') from None
+    try:
+        if b"-----BEGIN CERTIFICATE-----" in data:
+            return x509.load_pem_x509_certificate(data).public_key()
+        return serialization.load_pem_public_key(data)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as err:
+        raise ConfigError(f'{where}: "{file}" is not a PEM public key or certificate: {err}') from None
+
+
+def _read_jwks(where: str, file: str, algorithms: frozenset[str]) -> tuple[_Key | None, dict[str, _Key]]:
+    try:
+        document = json.loads(Path(file).read_bytes())
+    except OSError as err:
+        raise ConfigError(f'{where}: cannot read "{file}": {err.strerror}') from None
+    except ValueError as err:
+        raise ConfigError(f'{where}: "{file}" is not JSON: {err}') from None
+    entries = document.get("keys") if isinstance(document, dict) else None
+    if not isinstance(entries, list):
+        raise ConfigError(f'{where}: "{file}" is not a JWK Set (an object with a "keys" array)')
+    keys: list[_Key] = []
+    by_kid: dict[str, _Key] = {}
+    for j, entry in enumerate(entries):
+        key_where = f"{where}: keys[{j}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{key_where} is not an object")
+        kid = entry.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise ConfigError(f"{key_where}: kid must be a string")
+        if kid is not None:
+            key_where = f'{where}: key "{kid}"'
+        jwk_alg = entry.get("alg")
+        if entry.get("use", "sig") != "sig" or (jwk_alg is not None and jwk_alg not in algorithms):
+            logger.debug("%s: skipped (use %s, alg %s)", key_where, entry.get("use"), jwk_alg)
+            continue
+        try:
+            public = jwt.PyJWK(entry).key
+        except (jwt.PyJWTError, ValueError, TypeError, KeyError) as err:
+            raise ConfigError(f"{key_where}: not a usable JWK: {err}") from None
+        if hasattr(public, "public_key"):  # a private JWK: verification needs only its public half
+            public = public.public_key()
+        if not algorithms & _compatible(public):
+            logger.debug("%s: skipped (%s verifies none of the algorithms)", key_where, _describe_key(public))
+            continue
+        key = _make_key(key_where, public, algorithms, jwk_alg=jwk_alg)
+        if kid is not None:
+            if kid in by_kid:
+                raise ConfigError(f"{key_where}: the kid is used twice")
+            by_kid[kid] = key
+        keys.append(key)
+    if not keys:
+        raise ConfigError(
+            f'{where}: "{file}" has no signing key for any of the algorithms ({", ".join(sorted(algorithms))})'
+        )
+    return (keys[0] if len(keys) == 1 else None), by_kid
+
+
+# --- slowing down repeated failures ---------------------------------------------------------------------
+
+
+class FailureSlowdown:
+    """Counts consecutive authentication failures per client address and says how long to delay the 401.
+
+    Pure bookkeeping (no clock, no I/O): :class:`Authenticator` does the sleeping.
+
+    Args:
+        free_failures: consecutive failures answered without delay.
+        first_delay_s: the delay of the first delayed failure; it doubles with each further one.
+        max_delay_s: the cap on the delay.
+        max_clients: how many client addresses to remember (least recently failed ones are forgotten).
+    """
+
+    def __init__(
+        self,
+        *,
+        free_failures: int = FREE_FAILURES,
+        first_delay_s: float = FIRST_DELAY_S,
+        max_delay_s: float = MAX_DELAY_S,
+        max_clients: int = SLOWDOWN_CLIENTS,
+    ) -> None:
+        self._free = free_failures
+        self._first = first_delay_s
+        self._max = max_delay_s
+        self._max_clients = max_clients
+        self._failures: OrderedDict[str, int] = OrderedDict()
+
+    def __len__(self) -> int:
+        """How many client addresses have unreset failures."""
+        return len(self._failures)
+
+    def failed(self, client_host: str | None) -> float:
+        """Record a failure; return how long to delay its answer.
+
+        Args:
+            client_host: the client's address (``Request.client_host``).
+
+        Returns:
+            The delay in seconds (0 for the first :data:`FREE_FAILURES` in a row).
+        """
+        key = _client_key(client_host)
+        count = self._failures.pop(key, 0) + 1
+        self._failures[key] = count
+        while len(self._failures) > self._max_clients:
+            self._failures.popitem(last=False)
+        excess = count - self._free
+        if excess <= 0:
+            return 0.0
+        return min(self._max, self._first * 2.0 ** min(excess - 1, 64))
+
+    def succeeded(self, client_host: str | None) -> None:
+        """Forget the client's failures.
+
+        Args:
+            client_host: the client's address.
+        """
+        if self._failures:
+            self._failures.pop(_client_key(client_host), None)
+
+
+def _client_key(host: str | None) -> str:
+    if not host:
+        return ""
+    try:
+        address = ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+# --- the authenticator ----------------------------------------------------------------------------------
+
+
+class Authenticator:
+    """Authenticates HTTP requests (and WebSocket tokens) against the ``[auth]`` settings.
+
+    Args:
+        settings: the ``[auth]`` tree (users, JWT issuers, trusted proxies).
+        token_verifier: verifies bearer tokens; by default a :class:`JwtVerifier` over ``settings.jwt`` when
+            issuers are configured, else none (bearer tokens are then refused).
         cache_size: how many verified ``(user, password)`` pairs to remember.
+        slowdown: the failure bookkeeping; a fresh :class:`FailureSlowdown` by default.
+
+    Raises:
+        ConfigError: a user's topic filter is invalid, or a JWT key cannot be loaded.
     """
 
     def __init__(
@@ -84,19 +621,32 @@ class Authenticator:
         *,
         token_verifier: TokenVerifier | None = None,
         cache_size: int = VERIFIED_CACHE_SIZE,
+        slowdown: FailureSlowdown | None = None,
     ) -> None:
+        for i, user in enumerate(settings.users):
+            for kind in ("publish", "subscribe"):
+                for j, topic_filter in enumerate(getattr(user, kind)):
+                    try:
+                        validate_topic_filter(topic_filter)
+                    except TopicError as err:
+                        raise ConfigError(f"auth.users[{i}].{kind}[{j}]: {err}") from None
         self._users: dict[str, User] = {user.name: user for user in settings.users}
         self._trusted: tuple[_IpNetwork, ...] = tuple(
             ipaddress.ip_network(proxy, strict=False) for proxy in settings.pre_authenticated.trusted_proxies
         )
+        if token_verifier is None and settings.jwt:
+            token_verifier = JwtVerifier(settings.jwt)
         self._token_verifier = token_verifier
+        self._challenge = _BASIC_AND_BEARER if token_verifier is not None else None
         self._cache_size = cache_size
         # (user name, sha256 of the password) -> the user's password_hash it was verified against.
         self._verified: OrderedDict[tuple[str, bytes], str] = OrderedDict()
         self._scrypt_limiter = trio.CapacityLimiter(SCRYPT_THREADS)
+        self._slowdown = slowdown if slowdown is not None else FailureSlowdown()
 
     async def authenticate(self, request: Request) -> AuthContext:
-        """The caller's subjects, the first being the originator; the request's correlation id rides along.
+        """The caller's subjects (the first being the originator) and topic filters; the request's
+        correlation id rides along.
 
         Args:
             request: the HTTP request.
@@ -105,7 +655,8 @@ class Authenticator:
             The authentication context.
 
         Raises:
-            Unauthenticated: no valid credentials (401 ``gateway:authentication.failed``).
+            Unauthenticated: no valid credentials (401), after the slow-down delay when this address
+                keeps failing.
         """
         correlation_id = request.correlation_id
         if self._trusted:
@@ -117,17 +668,67 @@ class Authenticator:
             raise Unauthenticated(
                 "No authentication was provided.",
                 description=_FAILED_DESCRIPTION,
+                headers={"www-authenticate": self._challenge} if self._challenge else None,
             )
         scheme, _, credentials = authorization.strip().partition(" ")
         scheme = scheme.lower()
         if scheme == "basic":
-            name = await self._verify_basic(credentials.strip())
-            return AuthContext((f"{USER_SUBJECT_PREFIX}:{name}",), correlation_id)
+            try:
+                user = await self._verify_basic(credentials.strip())
+            except Unauthenticated as err:
+                failure = err
+            else:
+                self._slowdown.succeeded(request.client_host)
+                return AuthContext(
+                    (f"{USER_SUBJECT_PREFIX}:{user.name}",), correlation_id, user.publish, user.subscribe
+                )
+            # Sleep outside the except block (flake8-async ASYNC120): a cancelled sleep must not look like
+            # it replaced the 401; it simply ends the request.
+            await self._slow_down(request.client_host)
+            raise failure
         if scheme == "bearer" and self._token_verifier is not None:
-            return AuthContext(await self._token_verifier.verify(credentials.strip()), correlation_id)
+            return await self.authenticate_token(
+                credentials.strip(), client_host=request.client_host, correlation_id=correlation_id
+            )
         raise Unauthenticated(
             f"The authentication scheme '{scheme}' is not supported.", description=_FAILED_DESCRIPTION
         )
+
+    async def authenticate_token(
+        self, token: str, *, client_host: str | None = None, correlation_id: str | None = None
+    ) -> AuthContext:
+        """Authenticate a raw bearer token (the WebSocket's ``?access_token=``), with the same slow-down.
+
+        Args:
+            token: the token.
+            client_host: the client's address, for the slow-down.
+            correlation_id: carried into the context.
+
+        Returns:
+            The authentication context (subjects and topic filters).
+
+        Raises:
+            Unauthenticated: the token is not valid (or no issuer is configured), with a ``Bearer``
+                ``WWW-Authenticate`` challenge.
+        """
+        if self._token_verifier is None:
+            raise Unauthenticated("Bearer tokens are not accepted here.", description=_FAILED_DESCRIPTION)
+        try:
+            identity = await self._token_verifier.verify(token)
+        except Unauthenticated as err:
+            err.headers.setdefault("www-authenticate", _BEARER_INVALID)
+            failure = err
+        else:
+            self._slowdown.succeeded(client_host)
+            return AuthContext(identity.subjects, correlation_id, identity.publish, identity.subscribe)
+        await self._slow_down(client_host)
+        raise failure
+
+    async def _slow_down(self, client_host: str | None) -> None:
+        delay = self._slowdown.failed(client_host)
+        if delay > 0:
+            logger.debug("authentication keeps failing from %s: answering in %.3f s", client_host, delay)
+            await trio.sleep(delay)
 
     def _is_trusted(self, host: str | None) -> bool:
         if not self._trusted or not host:
@@ -140,8 +741,8 @@ class Authenticator:
             address = address.ipv4_mapped
         return any(address in network for network in self._trusted)
 
-    async def _verify_basic(self, credentials: str) -> str:
-        """Check Basic credentials; return the user name."""
+    async def _verify_basic(self, credentials: str) -> User:
+        """Check Basic credentials; return the user."""
         try:
             decoded = binascii.a2b_base64(credentials, strict_mode=True).decode("utf-8")
         except ValueError:  # binascii.Error, a non-ASCII header, UnicodeDecodeError
@@ -156,11 +757,11 @@ class Authenticator:
         if user.password:
             if not hmac.compare_digest(password.encode(), user.password.encode()):
                 raise _bad_credentials()
-            return name
+            return user
         key = (name, hashlib.sha256(password.encode()).digest())
         if self._verified.get(key) == user.password_hash:
             self._verified.move_to_end(key)
-            return name
+            return user
         ok = await trio.to_thread.run_sync(
             verify_password, password, user.password_hash, limiter=self._scrypt_limiter
         )
@@ -170,7 +771,7 @@ class Authenticator:
         self._verified.move_to_end(key)
         while len(self._verified) > self._cache_size:
             self._verified.popitem(last=False)
-        return name
+        return user
 
 
 def _bad_credentials() -> Unauthenticated:

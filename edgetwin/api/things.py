@@ -56,6 +56,7 @@ from edgetwin.api.http import (
     new_correlation_id,
     send_response,
 )
+from edgetwin.api.whoami import WHOAMI_PATHS, whoami
 from edgetwin.core.commands import (
     CountThings,
     CreateThing,
@@ -188,7 +189,7 @@ def handles(path: str, headers: Iterable[tuple[bytes, bytes]] = ()) -> bool:
         ``True`` for ``/api/2/things[/...]`` and ``/api/2/search/things[/count]``, except the message routes
         (``.../inbox/...``, ``.../outbox/...``), ``migrateDefinition`` and SSE requests.
     """
-    if path.startswith(_POLICIES_PREFIX):
+    if path in WHOAMI_PATHS or path.startswith(_POLICIES_PREFIX):
         return True
     if path.startswith(_THINGS_PREFIX):
         rest = path[len(_THINGS_PREFIX) :]
@@ -247,6 +248,8 @@ class ThingsApi:
         await send_response(send, response, head=scope["method"] == "HEAD")
 
     async def _handle(self, request: Request) -> Response:
+        if request.raw_path in WHOAMI_PATHS:
+            return await whoami(request, self._authenticator)
         auth = await self._authenticator.authenticate(request)
         kind, allow, thing_id, path = _route(request.segments)
         method = request.method

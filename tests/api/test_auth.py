@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from edgetwin.api import auth as auth_module
-from edgetwin.api.auth import Authenticator
+from edgetwin.api.auth import Authenticator, TokenIdentity
 from edgetwin.api.http import Request
 from edgetwin.config import AuthSettings, PreAuthenticatedSettings, User
 from edgetwin.core.passwords import hash_password, verify_password
@@ -165,13 +165,29 @@ async def test_no_trusted_proxies_means_never_trusted() -> None:
 
 async def test_bearer_tokens_go_to_the_token_verifier() -> None:
     class Verifier:
-        async def verify(self, token: str) -> tuple[str, ...]:
+        async def verify(self, token: str) -> TokenIdentity:
             if token != "good":
                 raise Unauthenticated("bad token")
-            return ("idp:alice",)
+            return TokenIdentity(("idp:alice",), publish=("a/#",), subscribe=("#",))
 
     authenticator = Authenticator(SETTINGS, token_verifier=Verifier())
     ctx = await authenticator.authenticate(request({"Authorization": "Bearer good"}))
-    assert ctx.subjects == ("idp:alice",)
-    with pytest.raises(Unauthenticated):
+    assert (ctx.subjects, ctx.publish, ctx.subscribe) == (("idp:alice",), ("a/#",), ("#",))
+    with pytest.raises(Unauthenticated) as info:
         await authenticator.authenticate(request({"Authorization": "Bearer bad"}))
+    assert info.value.headers["www-authenticate"] == 'Bearer realm="edgetwin", error="invalid_token"'
+
+
+async def test_pre_authenticated_and_basic_filters() -> None:
+    settings = AuthSettings(
+        users=(User("u", password="p", publish=("a/+",), subscribe=("a/#", "b")),),
+        pre_authenticated=SETTINGS.pre_authenticated,
+    )
+    authenticator = Authenticator(settings)
+    ctx = await authenticator.authenticate(request(basic("u", "p")))
+    assert (ctx.publish, ctx.subscribe) == (("a/+",), ("a/#", "b"))
+    # a pre-authenticated subject carries no topic filters: no list, no access
+    ctx = await authenticator.authenticate(
+        request({"x-ditto-pre-authenticated": "nginx:u"}, client="10.0.0.1")
+    )
+    assert (ctx.publish, ctx.subscribe) == ((), ())

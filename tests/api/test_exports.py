@@ -26,7 +26,19 @@ from edgetwin.api import auth, http, things
                 "send_response",
             ],
         ),
-        (auth, ["PRE_AUTHENTICATED_HEADER", "USER_SUBJECT_PREFIX", "Authenticator", "TokenVerifier"]),
+        (
+            auth,
+            [
+                "PRE_AUTHENTICATED_HEADER",
+                "USER_SUBJECT_PREFIX",
+                "Authenticator",
+                "FailureSlowdown",
+                "JwtVerifier",
+                "TokenIdentity",
+                "TokenVerifier",
+                "topic_filters_from_claims",
+            ],
+        ),
         (things, ["MAX_THING_BYTES", "RequestAuthenticator", "ThingsApi", "ThingsService", "handles"]),
     ],
 )
