@@ -65,7 +65,7 @@ from edgetwin.twin.ids import (
     parse_policy_id,
     parse_thing_id,
 )
-from edgetwin.twin.pointer import MISSING, Json, Pointer, get_at
+from edgetwin.twin.pointer import MISSING, Json, Missing, Pointer, get_at
 from edgetwin.twin.policy import Enforcer, check_policy_manageable, default_policy, parse_policy
 from edgetwin.twin.policy_resources import (
     apply_policy_delete,
@@ -239,10 +239,7 @@ class TwinService:
             enforcer = self._writable(w, stored, auth, thing_id)
             if not enforcer.unrestricted("thing", cmd.path, "WRITE"):
                 raise not_modifiable(thing_id, cmd.path)
-            self._check_condition(cmd.preconditions, stored, now, enforcer)
-            public = resources.public_view(stored)
-            current = get_at(public, cmd.path)
-            self._check_preconditions(cmd.preconditions, "PUT", self._etag(stored, cmd.path, current))
+            public, current = self._checked_target(cmd.preconditions, stored, enforcer, cmd.path, "PUT", now)
             check_if_equal(
                 cmd.preconditions.if_equal,
                 self._comparable(current, cmd.path),
@@ -304,10 +301,9 @@ class TwinService:
             enforcer = self._writable(w, stored, auth, thing_id)
             if not enforcer.may_merge(cmd.path, cmd.patch):
                 raise not_modifiable(thing_id, cmd.path)
-            self._check_condition(cmd.preconditions, stored, now, enforcer)
-            public = resources.public_view(stored)
-            current = get_at(public, cmd.path)
-            self._check_preconditions(cmd.preconditions, "PATCH", self._etag(stored, cmd.path, current))
+            public, current = self._checked_target(
+                cmd.preconditions, stored, enforcer, cmd.path, "PATCH", now
+            )
             patch = check_if_equal(
                 cmd.preconditions.if_equal,
                 self._comparable(current, cmd.path),
@@ -336,10 +332,7 @@ class TwinService:
             enforcer = self._writable(w, stored, auth, thing_id)
             if not enforcer.unrestricted("thing", cmd.path, "WRITE"):
                 raise not_modifiable(thing_id, cmd.path, delete=True)
-            self._check_condition(cmd.preconditions, stored, now, enforcer)
-            public = resources.public_view(stored)
-            current = get_at(public, cmd.path)
-            self._check_preconditions(cmd.preconditions, "DELETE", self._etag(stored, cmd.path, current))
+            public, _ = self._checked_target(cmd.preconditions, stored, enforcer, cmd.path, "DELETE", now)
             revision = int(stored["_revision"]) + 1
             if not cmd.path:
                 delete_thing(w, thing_id, previous=stored)
@@ -714,6 +707,23 @@ class TwinService:
             created_value = public if not path else get_at(public, path)  # type: ignore[assignment]
         event = ThingEvent(action, str(new["thingId"]), path, value, revision, now, new, auth.correlation_id)
         return Written(status, str(new["thingId"]), revision, tag, created_value), event  # type: ignore[arg-type]
+
+    def _checked_target(
+        self,
+        pre: Preconditions,
+        stored: dict[str, Json],
+        enforcer: Enforcer,
+        path: Pointer,
+        method: str,
+        now: str,
+    ) -> tuple[dict[str, Json], Json | Missing]:
+        """Ditto's order for a write on an existing thing: ``condition``, then ``If-Match`` /
+        ``If-None-Match`` on the addressed resource. Returns the public thing and the value at ``path``."""
+        self._check_condition(pre, stored, now, enforcer)
+        public = resources.public_view(stored)
+        current = get_at(public, path)
+        self._check_preconditions(pre, method, self._etag(stored, path, current))
+        return public, current
 
     @staticmethod
     def _check_size(thing: dict[str, Json]) -> None:
