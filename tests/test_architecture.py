@@ -131,3 +131,17 @@ def test_systemd_unit_is_a_hardened_notify_service() -> None:
         "MemoryMax=",
     ):
         assert line in unit, line
+
+
+def test_jwt_libraries_are_loaded_only_when_issuers_are_configured() -> None:
+    """PyJWT and cryptography cost ~9 MB resident; an appliance without [[auth.jwt]] must not load them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from edgetwin import app; from edgetwin.api.auth import Authenticator;"
+        "from edgetwin.config import AuthSettings; Authenticator(AuthSettings());"
+        "print('jwt' in sys.modules, 'cryptography' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]

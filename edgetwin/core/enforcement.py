@@ -23,7 +23,7 @@ from edgetwin.twin.policy import Enforcer
 from edgetwin.twin.things import resource_of
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from edgetwin.twin.pointer import Pointer
 
@@ -111,9 +111,17 @@ class EnforcerCache:
         self.misses = 0
 
     def get(
-        self, raw_policy: bytes | None, subjects: Iterable[str], namespace: str | None, now: str
+        self,
+        raw_policy: bytes | None,
+        subjects: Iterable[str],
+        namespace: str | None,
+        now: str | Callable[[], str],
     ) -> Enforcer | None:
-        """The enforcer for ``subjects`` under the policy stored as ``raw_policy`` (``None``: no policy)."""
+        """The enforcer for ``subjects`` under the policy stored as ``raw_policy`` (``None``: no policy).
+
+        ``now`` may be a function: the clock is read only when an enforcer has to be compiled (a hit, the
+        common case, does not pay for formatting a timestamp).
+        """
         if raw_policy is None:
             return None
         key = (raw_policy, tuple(subjects), namespace)
@@ -123,7 +131,8 @@ class EnforcerCache:
             self.hits += 1
             return cached
         self.misses += 1
-        enforcer = Enforcer.build(decode_policy(raw_policy), key[1], namespace=namespace, now=now)
+        at = now if isinstance(now, str) else now()
+        enforcer = Enforcer.build(decode_policy(raw_policy), key[1], namespace=namespace, now=at)
         if b'"expiry"' not in raw_policy:  # time-dependent decisions are not cached
             self._cache[key] = enforcer
             if len(self._cache) > self._size:

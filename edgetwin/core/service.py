@@ -122,6 +122,9 @@ class TwinService:
         self._now = now
         self._enforcers = EnforcerCache()
 
+    def _iso_now(self) -> str:
+        return _iso(self._now())
+
     # ------------------------------------------------------------------ reads
 
     async def retrieve(self, cmd: RetrieveThing, auth: AuthContext) -> Retrieved:
@@ -149,7 +152,7 @@ class TwinService:
             etag = thing_etag(int(stored["_revision"]))
             if not (cmd.fields and "_policy" in cmd.fields.text):  # Ditto exempts _policy selections
                 self._check_preconditions(cmd.preconditions, "GET", etag)
-            view = self._readable(enforcer, stored)
+            view = self._readable(enforcer, stored, public)
             value: Json = self._select(view, stored, cmd.fields, policy) if cmd.fields else view
             return Retrieved(value, etag)
         if not enforcer.partial("thing", cmd.path, "READ"):
@@ -815,7 +818,7 @@ class TwinService:
         raw = get_policy_bytes(r, str(stored.get("policyId", "")))
         if raw is None:
             return None
-        return self._enforcers.get(raw, auth.subjects, namespace_of(thing_id), _iso(self._now()))
+        return self._enforcers.get(raw, auth.subjects, namespace_of(thing_id), self._iso_now)
 
     def _writable(self, w: ReadTxn, stored: dict[str, Json], auth: AuthContext, thing_id: str) -> Enforcer:
         """The enforcer for a write; a caller who may neither read nor write the thing learns nothing (404)."""
@@ -833,9 +836,12 @@ class TwinService:
         return enforcer is not None and enforcer.partial("policy", (), "READ")
 
     @staticmethod
-    def _readable(enforcer: Enforcer, stored: dict[str, Json]) -> dict[str, Json]:
+    def _readable(
+        enforcer: Enforcer, stored: dict[str, Json], public: dict[str, Json] | None = None
+    ) -> dict[str, Json]:
         """The public thing filtered to what the caller may read; ``thingId`` is always kept."""
-        public = resources.public_view(stored)
+        if public is None:
+            public = resources.public_view(stored)
         view = enforcer.readable_view(public)
         if view is public:
             return public
@@ -855,6 +861,8 @@ class TwinService:
             enforcer = self._access(r, thing, auth)
             if enforcer is None or not enforcer.partial("thing", (), "READ"):
                 return None
+            if enforcer.unrestricted("thing", (), "READ"):
+                return thing  # everything is readable: no view to build
             view = self._readable(enforcer, thing)
             return {**view, **{k: v for k, v in thing.items() if k.startswith("_")}}
 

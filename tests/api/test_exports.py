@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgetwin.api import auth, http, things
+from edgetwin.api import auth, http, jwt_auth, things
 
 
 @pytest.mark.parametrize(
@@ -33,12 +33,12 @@ from edgetwin.api import auth, http, things
                 "USER_SUBJECT_PREFIX",
                 "Authenticator",
                 "FailureSlowdown",
-                "JwtVerifier",
                 "TokenIdentity",
                 "TokenVerifier",
                 "topic_filters_from_claims",
             ],
         ),
+        (jwt_auth, ["JwtVerifier"]),
         (things, ["MAX_THING_BYTES", "RequestAuthenticator", "ThingsApi", "ThingsService", "handles"]),
     ],
 )

@@ -25,8 +25,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgetwin.api import auth as auth_module
-from edgetwin.api.auth import Authenticator, JwtVerifier, TokenIdentity, topic_filters_from_claims
+from edgetwin.api.auth import Authenticator, TokenIdentity, topic_filters_from_claims
 from edgetwin.api.http import Request, error_response
+from edgetwin.api.jwt_auth import JwtVerifier
 from edgetwin.config import AuthSettings, JwtIssuer, User
 from edgetwin.errors import ConfigError, Unauthenticated
 
