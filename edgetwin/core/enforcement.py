@@ -1,9 +1,10 @@
 """Policy enforcement for the core service: who may read or change what, decided once and cached.
 
-An :class:`~edgetwin.twin.policy.Enforcer` is compiled from a policy for one set of subjects (and the
-thing's namespace). Compiling costs more than deciding, so enforcers are cached, keyed by the policy's
-stored bytes (a changed policy has other bytes, so a cached decision can never be stale) plus subjects
-and namespace, in a bounded LRU. Policies with expiring subjects are not cached, because their decisions
+An :class:`~edgetwin.twin.policy.Enforcer` is compiled from a policy's entries for one set of subjects
+(and the thing's namespace). Compiling costs more than deciding, so enforcers are cached, keyed by the
+entries' canonical bytes (``store.policies.get_policy_entries``: a changed policy has other bytes, so a
+cached decision can never be stale, and identical default policies share one enforcer) plus subjects and
+namespace, in a bounded LRU. Policies with expiring subjects are not cached, because their decisions
 change with the clock.
 
 The rules (ditto.md §1.3, §1.9, §3.3): reads need partial READ and are filtered to the readable leaves;
@@ -17,8 +18,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Final
 
+import orjson
+
 from edgetwin.errors import PolicyDenied, PreconditionFailed
-from edgetwin.store.policies import decode_policy
 from edgetwin.twin.policy import Enforcer
 from edgetwin.twin.things import resource_of
 
@@ -112,19 +114,19 @@ class EnforcerCache:
 
     def get(
         self,
-        raw_policy: bytes | None,
+        raw_entries: bytes | None,
         subjects: Iterable[str],
         namespace: str | None,
         now: str | Callable[[], str],
     ) -> Enforcer | None:
-        """The enforcer for ``subjects`` under the policy stored as ``raw_policy`` (``None``: no policy).
+        """The enforcer for ``subjects`` under the policy entries ``raw_entries`` (``None``: no policy).
 
         ``now`` may be a function: the clock is read only when an enforcer has to be compiled (a hit, the
         common case, does not pay for formatting a timestamp).
         """
-        if raw_policy is None:
+        if raw_entries is None:
             return None
-        key = (raw_policy, tuple(subjects), namespace)
+        key = (raw_entries, tuple(subjects), namespace)
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
@@ -132,8 +134,8 @@ class EnforcerCache:
             return cached
         self.misses += 1
         at = now if isinstance(now, str) else now()
-        enforcer = Enforcer.build(decode_policy(raw_policy), key[1], namespace=namespace, now=at)
-        if b'"expiry"' not in raw_policy:  # time-dependent decisions are not cached
+        enforcer = Enforcer.build({"entries": orjson.loads(raw_entries)}, key[1], namespace=namespace, now=at)
+        if b'"expiry"' not in raw_entries:  # time-dependent decisions are not cached
             self._cache[key] = enforcer
             if len(self._cache) > self._size:
                 self._cache.popitem(last=False)

@@ -54,7 +54,7 @@ from edgetwin.errors import (
     PreconditionFailed,
     RqlSyntaxError,
 )
-from edgetwin.store.policies import decode_policy, delete_policy, get_policy, get_policy_bytes, put_policy
+from edgetwin.store.policies import delete_policy, get_policy, get_policy_entries, put_policy
 from edgetwin.store.things import delete_thing, get_thing, put_thing
 from edgetwin.twin import things as resources
 from edgetwin.twin.fields import FieldSelector, apply_fields
@@ -355,13 +355,14 @@ class TwinService:
         policy_resource_of(cmd.path)
         now = _iso(self._now())
         with self._store.read() as r:
-            raw = get_policy_bytes(r, policy_id)
-        enforcer = self._enforcers.get(raw, auth.subjects, namespace_of(policy_id), now)
-        if raw is None or enforcer is None or not enforcer.partial("policy", (), "READ"):
-            if raw is None:
+            found_policy = get_policy(r, policy_id)
+            entries = get_policy_entries(r, policy_id)
+        enforcer = self._enforcers.get(entries, auth.subjects, namespace_of(policy_id), now)
+        if found_policy is None or enforcer is None or not enforcer.partial("policy", (), "READ"):
+            if found_policy is None:
                 self._check_preconditions(cmd.preconditions, "GET", None, policies=True)
             raise _policy_not_found(policy_id)
-        stored = decode_policy(raw)
+        stored = found_policy
         public = {k: v for k, v in stored.items() if not k.startswith("_")}
         if not cmd.path:
             etag = thing_etag(int(stored["_revision"]))
@@ -398,8 +399,8 @@ class TwinService:
 
         def write(w: WriteTxn) -> tuple[Written, None]:
             now = _iso(timestamp)
-            raw = get_policy_bytes(w, policy_id)
-            if raw is None:
+            existing = get_policy(w, policy_id)
+            if existing is None:
                 if cmd.path:
                     raise _policy_not_found(policy_id)
                 self._check_preconditions(cmd.preconditions, "PUT", None, policies=True)
@@ -408,8 +409,10 @@ class TwinService:
                 stored_new = {**new, "_revision": 1, "_created": now, "_modified": now}
                 put_policy(w, stored_new)
                 return Written(201, policy_id, 1, thing_etag(1), new), None
-            stored = decode_policy(raw)
-            enforcer = self._enforcers.get(raw, auth.subjects, namespace_of(policy_id), now)
+            stored = existing
+            enforcer = self._enforcers.get(
+                get_policy_entries(w, policy_id), auth.subjects, namespace_of(policy_id), now
+            )
             if enforcer is None or not (
                 enforcer.partial("policy", (), "READ") or enforcer.partial("policy", (), "WRITE")
             ):
@@ -439,19 +442,20 @@ class TwinService:
 
         def write(w: WriteTxn) -> tuple[Written, None]:
             now = _iso(timestamp)
-            raw = get_policy_bytes(w, policy_id)
-            enforcer = self._enforcers.get(raw, auth.subjects, namespace_of(policy_id), now)
+            existing = get_policy(w, policy_id)
+            entries = get_policy_entries(w, policy_id)
+            enforcer = self._enforcers.get(entries, auth.subjects, namespace_of(policy_id), now)
             if (
-                raw is None
+                existing is None
                 or enforcer is None
                 or not (enforcer.partial("policy", (), "READ") or enforcer.partial("policy", (), "WRITE"))
             ):
-                if raw is None:
+                if existing is None:
                     self._check_preconditions(cmd.preconditions, "DELETE", None, policies=True)
                 raise _policy_not_found(policy_id)
             if not enforcer.unrestricted("policy", cmd.path, "WRITE"):
                 raise _policy_not_modifiable(policy_id)
-            stored = decode_policy(raw)
+            stored = existing
             public = {k: v for k, v in stored.items() if not k.startswith("_")}
             revision = int(stored["_revision"]) + 1
             if not cmd.path:
@@ -548,7 +552,7 @@ class TwinService:
         )
         # ditto.md §1.6: whatever the policy, its creator must end up with WRITE on thing:/.
         enforcer = self._enforcers.get(
-            get_policy_bytes(w, str(public["policyId"])), auth.subjects, namespace_of(thing_id), now
+            get_policy_entries(w, str(public["policyId"])), auth.subjects, namespace_of(thing_id), now
         )
         if enforcer is None or not enforcer.unrestricted("thing", (), "WRITE"):
             raise not_modifiable(thing_id, ())
@@ -815,7 +819,7 @@ class TwinService:
     def _access(self, r: ReadTxn, stored: dict[str, Json], auth: AuthContext) -> Enforcer | None:
         """The caller's enforcer for ``stored`` (``None``: its policy is gone, so nobody may access it)."""
         thing_id = str(stored["thingId"])
-        raw = get_policy_bytes(r, str(stored.get("policyId", "")))
+        raw = get_policy_entries(r, str(stored.get("policyId", "")))
         if raw is None:
             return None
         return self._enforcers.get(raw, auth.subjects, namespace_of(thing_id), self._iso_now)
@@ -831,7 +835,7 @@ class TwinService:
 
     def _may_read_policy(self, r: ReadTxn, policy_id: str, auth: AuthContext, now: str) -> bool:
         enforcer = self._enforcers.get(
-            get_policy_bytes(r, policy_id), auth.subjects, namespace_of(policy_id), now
+            get_policy_entries(r, policy_id), auth.subjects, namespace_of(policy_id), now
         )
         return enforcer is not None and enforcer.partial("policy", (), "READ")
 

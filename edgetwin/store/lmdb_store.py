@@ -31,7 +31,7 @@ T = TypeVar("T")
 SCHEMA_VERSION: Final = 1
 MB: Final = 1024 * 1024
 # Named databases. "meta" holds the schema version; the others belong to the rooms that use them.
-DATABASES: Final = ("meta", "things", "policies", "index", "journal", "retained", "kv")
+DATABASES: Final = ("meta", "things", "policies", "policy_entries", "index", "journal", "retained", "kv")
 _SCHEMA_KEY: Final = b"schema_version"
 
 

@@ -289,3 +289,12 @@ async def test_state_survives_restart(tmp_path: Path) -> None:
                     )
                     assert got.value == {"_revision": 2, "attributes": {"a": 2}}
                 writer.close()
+
+
+async def test_default_policies_of_one_owner_share_one_compiled_enforcer(env: Env) -> None:
+    for i in range(20):
+        await env.service.modify(ModifyThing(f"org.eclipse.ditto:s{i}", (), {}), AUTH)
+    for i in range(20):
+        await env.service.retrieve(RetrieveThing(f"org.eclipse.ditto:s{i}"), AUTH)
+    # 20 distinct policies with identical entries: compiled once for the reads (and once for the creates).
+    assert env.service._enforcers.misses <= 2
