@@ -87,7 +87,13 @@ async def serve(
         storage.path, map_size_mb=storage.map_size_mb, max_map_size_mb=storage.max_map_size_mb
     ) as store:
         writer = StoreWriter(store, queue_size=storage.write_queue, max_batch=storage.max_batch)
-        service = TwinService(store, writer, EventBus())
+        service = TwinService(
+            store,
+            writer,
+            EventBus(subscriber_buffer=settings.sse.subscriber_buffer),
+            journal_max_events=settings.journal.max_events,
+            journal_max_age_s=settings.journal.max_age_s,
+        )
         # The stop watcher and the watchdog run until cancelled; their scope is cancelled on the way out so
         # that a failed start-up exits at once instead of waiting for a signal.
         helpers: list[trio.CancelScope] = []
@@ -113,7 +119,7 @@ async def serve(
                         partial(serve_mqtt, settings.mqtt, shutdown_trigger=stop.wait)
                     )
                     health.set("mqtt", "up")
-                    app = create_app(health=health, service=service, auth=settings.auth)
+                    app = create_app(health=health, service=service, auth=settings.auth, sse=settings.sse)
                     http = await services.start(
                         partial(serve_http, app, settings.http, shutdown_trigger=stop.wait)
                     )
@@ -132,6 +138,7 @@ async def serve(
                     task_status.started(Ports(http=http, mqtt=mqtt))
                     await stop.wait()
                     health.stopping()
+                    app.close_streams()  # SSE streams would otherwise hold the drain to its deadline
                     await notifier.notify("STOPPING=1\nSTATUS=stopping")
                     # The servers drain by themselves; this deadline is only the cap.
                     services.cancel_scope.deadline = (

@@ -30,6 +30,7 @@ from edgetwin.errors import ConfigError
 __all__ = [
     "AuthSettings",
     "HttpSettings",
+    "JournalSettings",
     "JwtIssuer",
     "LiveSettings",
     "LoggingSettings",
@@ -37,6 +38,7 @@ __all__ = [
     "MqttSettings",
     "PreAuthenticatedSettings",
     "Settings",
+    "SseSettings",
     "StorageSettings",
     "User",
     "load",
@@ -88,6 +90,28 @@ class HttpSettings:
     shutdown_grace_s: float = 3.0
     tls_cert_file: str = ""
     tls_key_file: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JournalSettings:
+    """``[journal]``: the event journal's retention (SSE resume, connectors' store-and-forward)."""
+
+    # The most events kept; older ones are pruned a few per write, never in one giant delete.
+    max_events: int = 100_000
+    # Events older than this are pruned (7 days).
+    max_age_s: float = 604_800.0
+
+
+@dataclass(frozen=True, slots=True)
+class SseSettings:
+    """``[sse]``: Server-Sent Event streams of thing changes."""
+
+    # An SSE comment is sent after this long without an event, so proxies and clients see a live stream.
+    heartbeat_s: float = 1.0
+    # Events a stream may have pending; a stream that falls further behind is told why and closed.
+    subscriber_buffer: int = 1024
+    # A client that does not take an event (or heartbeat) within this long is disconnected.
+    send_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +199,8 @@ class Settings:
     live: LiveSettings = field(default_factory=LiveSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     messaging: MessagingSettings = field(default_factory=MessagingSettings)
+    journal: JournalSettings = field(default_factory=JournalSettings)
+    sse: SseSettings = field(default_factory=SseSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
 
@@ -407,6 +433,12 @@ def _check(s: Settings) -> None:
     for i, stream in enumerate(s.messaging.streams):
         if not stream or any(c in stream for c in "/+#"):
             raise ConfigError(f'messaging.streams[{i}]: not a valid stream name: "{stream}"')
+
+    _positive(s.journal.max_events, "journal.max_events")
+    _positive(s.journal.max_age_s, "journal.max_age_s")
+    _positive(s.sse.heartbeat_s, "sse.heartbeat_s")
+    _positive(s.sse.subscriber_buffer, "sse.subscriber_buffer")
+    _positive(s.sse.send_timeout_s, "sse.send_timeout_s")
 
     if s.logging.level not in LOG_LEVELS:
         raise ConfigError(

@@ -43,6 +43,8 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
         "mqtt": ["bind", "websocket_bind", "allow_anonymous", "anonymous_publish", "anonymous_subscribe"],
         "live": ["default_timeout_s", "max_timeout_s"],
         "messaging": ["streams"],
+        "journal": ["max_events", "max_age_s"],
+        "sse": ["heartbeat_s", "subscriber_buffer", "send_timeout_s"],
         "logging": ["level", "format"],
     }.items():
         assert f"[{section}]" in text
@@ -116,6 +118,10 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
             'auth.pre_authenticated.trusted_proxies[0]: not an IP address or network: "not-an-ip"',
         ),
         ({"messaging": {"streams": ["a/b"]}}, 'messaging.streams[0]: not a valid stream name: "a/b"'),
+        ({"journal": {"max_events": 0}}, "journal.max_events: must be greater than 0"),
+        ({"journal": {"max_age_s": "1w"}}, 'journal.max_age_s: expected a number, got "1w"'),
+        ({"sse": {"heartbeat_s": 0}}, "sse.heartbeat_s: must be greater than 0"),
+        ({"sse": {"subscriber_buffer": 0}}, "sse.subscriber_buffer: must be greater than 0"),
         (
             {"logging": {"level": "loud"}},
             'logging.level: expected one of debug, info, warning, error, got "loud"',

@@ -11,8 +11,10 @@ from werkzeug.exceptions import HTTPException
 from edgetwin.api.asgi import EdgeAsgi
 from edgetwin.api.auth import Authenticator
 from edgetwin.api.render import error_response
+from edgetwin.api.sse import SseApi
 from edgetwin.api.things import ThingsApi
-from edgetwin.config import AuthSettings, quart_config
+from edgetwin.api.ws import WebSocketApi
+from edgetwin.config import AuthSettings, SseSettings, quart_config
 from edgetwin.errors import EdgeTwinError
 
 if TYPE_CHECKING:
@@ -27,7 +29,11 @@ logger = logging.getLogger(__name__)
 
 
 def create_app(
-    *, health: Health, service: TwinService | None = None, auth: AuthSettings | None = None
+    *,
+    health: Health,
+    service: TwinService | None = None,
+    auth: AuthSettings | None = None,
+    sse: SseSettings | None = None,
 ) -> EdgeAsgi:
     """The ASGI application served by ``api.server``: the front (``/health``, the Things API) before Quart.
 
@@ -35,6 +41,7 @@ def create_app(
         health: the service states that ``GET /health`` reports.
         service: the core service behind the Things API (without it only ``/health`` and Quart serve).
         auth: who may authenticate (``[auth]``).
+        sse: thing change streams (``[sse]``).
     """
     app = QuartTrio("edgetwin")
     app.config.update(quart_config())
@@ -61,6 +68,11 @@ def create_app(
         )
 
     things = None
+    streams = None
+    sessions = None
     if service is not None:
-        things = ThingsApi(service, Authenticator(auth if auth is not None else AuthSettings()))
-    return EdgeAsgi(app, health, things)
+        authenticator = Authenticator(auth if auth is not None else AuthSettings())
+        things = ThingsApi(service, authenticator)
+        streams = SseApi(service, authenticator, sse)
+        sessions = WebSocketApi(service, authenticator)
+    return EdgeAsgi(app, health, things, streams, sessions)

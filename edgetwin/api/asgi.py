@@ -14,10 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from edgetwin.api.sse import handles as sse_handles
 from edgetwin.api.things import handles as things_handles
+from edgetwin.api.ws import WS_PATH
 
 if TYPE_CHECKING:
+    from edgetwin.api.sse import SseApi
     from edgetwin.api.things import ThingsApi
+    from edgetwin.api.ws import WebSocketApi
     from edgetwin.core.health import Health
 
 __all__ = ["EdgeAsgi"]
@@ -36,12 +40,29 @@ class EdgeAsgi:
         app: the Quart-Trio application for every other route.
         health: the service states that ``GET /health`` reports.
         things: the Things and search API (our own thin router, for the same reason as ``/health``).
+        sse: thing change streams (``Accept: text/event-stream``; long-lived, so not Quart's either).
     """
 
-    def __init__(self, app: Any, health: Health, things: ThingsApi | None = None) -> None:
+    def __init__(
+        self,
+        app: Any,
+        health: Health,
+        things: ThingsApi | None = None,
+        sse: SseApi | None = None,
+        ws: WebSocketApi | None = None,
+    ) -> None:
         self._app = app
         self._health = health
         self._things = things
+        self._sse = sse
+        self._ws = ws
+
+    def close_streams(self) -> None:
+        """End every SSE stream and WebSocket session (shutdown), so that draining does not wait for them."""
+        if self._sse is not None:
+            self._sse.close()
+        if self._ws is not None:
+            self._ws.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -49,9 +70,15 @@ class EdgeAsgi:
             if path == "/health":
                 await self._health_response(scope, send)
                 return
+            if self._sse is not None and sse_handles(scope["method"], path, scope["headers"]):
+                await self._sse(scope, receive, send)
+                return
             if self._things is not None and things_handles(path, scope["headers"]):
                 await self._things(scope, receive, send)
                 return
+        elif scope["type"] == "websocket" and self._ws is not None and scope["path"] == WS_PATH:
+            await self._ws(scope, receive, send)
+            return
         await self._app(scope, receive, send)
 
     async def _health_response(self, scope: Scope, send: Send) -> None:

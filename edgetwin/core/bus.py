@@ -49,13 +49,24 @@ class EventBus:
     def _drop(self, channel: trio.MemorySendChannel[ThingEvent]) -> None:
         self._subscribers.discard(channel)
         self.dropped += 1
-        logger.warning("event subscriber fell %d events behind and was dropped", self._buffer)
+        logger.warning(
+            "event subscriber fell %d events behind and was dropped", channel.statistics().max_buffer_size
+        )
         channel.close()
 
     @contextlib.contextmanager
-    def subscribe(self) -> Iterator[trio.MemoryReceiveChannel[ThingEvent]]:
-        """Receive every event published while the block is open (``EndOfChannel`` if dropped)."""
-        send, receive = trio.open_memory_channel[ThingEvent](self._buffer)
+    def subscribe(self, *, buffer: int | None = None) -> Iterator[trio.MemoryReceiveChannel[ThingEvent]]:
+        """Receive every event published while the block is open (``EndOfChannel`` if dropped).
+
+        Args:
+            buffer: this subscriber's buffer (default: the bus's ``subscriber_buffer``). A dropped
+                subscriber can tell at once, before draining what is buffered: the channel's
+                ``statistics().open_send_channels`` is 0.
+        """
+        size = self._buffer if buffer is None else buffer
+        if size < 1:
+            raise ValueError("a subscriber buffer must hold at least one event")
+        send, receive = trio.open_memory_channel[ThingEvent](size)
         self._subscribers.add(send)
         try:
             with receive:

@@ -23,6 +23,11 @@ class ThingEvent:
     ``value`` is the new value at ``path`` (the merge patch for ``merged``; ``None`` for ``deleted``).
     ``thing`` is the whole thing after the change (``None`` after deleting the whole thing): subscribers
     filter and project from it without reading the store.
+
+    ``seq`` is the event's number in the event journal (``edgetwin.store.journal``): monotonic, never reused,
+    assigned in the write transaction of the change (0 for an event that was never journaled).
+    ``policy_id`` is the policy that governed the thing at the change, kept also when ``thing`` is ``None``,
+    so that subscribers can check READ on a deleted thing's event.
     """
 
     action: Literal["created", "modified", "merged", "deleted"]
@@ -33,3 +38,5 @@ class ThingEvent:
     timestamp: str
     thing: dict[str, Json] | None
     correlation_id: str | None = None
+    seq: int = 0
+    policy_id: str | None = None

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import time
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
@@ -54,6 +55,7 @@ from edgetwin.errors import (
     PreconditionFailed,
     RqlSyntaxError,
 )
+from edgetwin.store import journal
 from edgetwin.store.policies import delete_policy, get_policy, get_policy_entries, put_policy
 from edgetwin.store.things import delete_thing, get_thing, put_thing
 from edgetwin.twin import things as resources
@@ -77,12 +79,15 @@ from edgetwin.twin.preconditions import check_if_equal, check_preconditions, thi
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from contextlib import AbstractContextManager
+
+    import trio
 
     from edgetwin.core.bus import EventBus
     from edgetwin.core.writer import StoreWriter
     from edgetwin.store import ReadTxn, Store, WriteTxn
 
-__all__ = ["DEFAULT_NAMESPACE", "MAX_THING_BYTES", "TwinService"]
+__all__ = ["DEFAULT_NAMESPACE", "MAX_THING_BYTES", "JournalPage", "TwinService"]
 
 DEFAULT_NAMESPACE: Final = "org.eclipse.ditto"
 MAX_THING_BYTES: Final = 100 * 1024  # Ditto's default limit (things:thing.toolarge)
@@ -98,6 +103,49 @@ def _iso(ts: float) -> str:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class JournalPage:
+    """Events read back from the event journal (:meth:`TwinService.replay`).
+
+    ``first_seq`` is the oldest sequence number still retained (``None``: the journal is empty) and
+    ``last_seq`` the newest ever handed out, so a reader can tell whether events it asked for were pruned.
+    """
+
+    events: list[ThingEvent]
+    first_seq: int | None
+    last_seq: int
+
+
+def _epoch(iso: str) -> float:
+    return datetime.datetime.fromisoformat(iso).timestamp()
+
+
+def _partial_thing(event: ThingEvent) -> dict[str, Json]:
+    """Ditto's thing reconstructed from an event, without ``thingId``: the changed part at its place."""
+    if event.action == "deleted":
+        return {}
+    if not event.path:
+        value = event.value
+        if not isinstance(value, dict):
+            return {}
+        return {k: v for k, v in value.items() if k != "thingId" and not k.startswith("_")}
+    node: Json = event.value
+    for key in reversed(event.path):
+        node = {key: node}
+    return node  # type: ignore[return-value]
+
+
+def _deep_merge(base: dict[str, Json], over: dict[str, Json]) -> dict[str, Json]:
+    out = dict(base)
+    for key, value in over.items():
+        below = out.get(key)
+        if isinstance(below, dict) and isinstance(value, dict):
+            out[key] = _deep_merge(below, value)
+        else:
+            out[key] = value
+    return out
+
+
 def _with_hidden(thing: dict[str, Json]) -> dict[str, Json]:
     """The thing as conditions and field selectors see it: with ``_namespace`` derived."""
     return {**thing, "_namespace": namespace_of(str(thing["thingId"]))}
@@ -111,16 +159,27 @@ class TwinService:
         writer: the single writer (write side).
         bus: where committed events are published.
         now: the wall clock (seconds since the epoch); tests pass their own.
+        journal_max_events: the event journal keeps at most this many events (``journal.max_events``).
+        journal_max_age_s: and none older than this (``journal.max_age_s``).
     """
 
     def __init__(
-        self, store: Store, writer: StoreWriter, bus: EventBus, *, now: Callable[[], float] = time.time
+        self,
+        store: Store,
+        writer: StoreWriter,
+        bus: EventBus,
+        *,
+        now: Callable[[], float] = time.time,
+        journal_max_events: int = 100_000,
+        journal_max_age_s: float = 604_800.0,
     ) -> None:
         self._store = store
         self._writer = writer
         self._bus = bus
         self._now = now
         self._enforcers = EnforcerCache()
+        self._journal_max_events = journal_max_events
+        self._journal_max_age_s = journal_max_age_s
 
     def _iso_now(self) -> str:
         return _iso(self._now())
@@ -340,7 +399,17 @@ class TwinService:
             if not cmd.path:
                 delete_thing(w, thing_id, previous=stored)
                 w.put("kv", _TOMBSTONES + thing_id.encode(), str(revision).encode())
-                event = ThingEvent("deleted", thing_id, (), None, revision, now, None, auth.correlation_id)
+                event = ThingEvent(
+                    "deleted",
+                    thing_id,
+                    (),
+                    None,
+                    revision,
+                    now,
+                    None,
+                    auth.correlation_id,
+                    policy_id=str(stored["policyId"]) if "policyId" in stored else None,
+                )
                 return Written(204, thing_id, revision), event
             new = resources.apply_delete(public, thing_id, cmd.path)
             return self._commit(w, stored, new, now, "deleted", cmd.path, None, auth, status=204, etag=False)
@@ -529,8 +598,144 @@ class TwinService:
     # ---------------------------------------------------------------- helpers
 
     async def _submit(self, write: Callable[[WriteTxn], tuple[Written, ThingEvent]]) -> Written:
-        result, _ = await self._writer.submit(write, after_commit=self._publish)
+        def journaled(w: WriteTxn) -> tuple[Written, ThingEvent]:
+            written, event = write(w)
+            return written, self._journal(w, event)
+
+        result, _ = await self._writer.submit(journaled, after_commit=self._publish)
         return result
+
+    def _journal(self, w: WriteTxn, event: ThingEvent) -> ThingEvent:
+        """Journal ``event`` in the change's own transaction (so both commit or neither) and prune a few
+        events beyond retention; returns the event with its sequence number."""
+        policy_id = event.policy_id
+        if policy_id is None and event.thing is not None and "policyId" in event.thing:
+            policy_id = str(event.thing["policyId"])
+        seq = journal.append(
+            w,
+            action=event.action,
+            thing_id=event.thing_id,
+            path=event.path,
+            value=event.value,
+            revision=event.revision,
+            timestamp=event.timestamp,
+            policy_id=policy_id,
+            correlation_id=event.correlation_id,
+        )
+        # The cutoff comes from the event's own time, not the clock: a write function must be pure over its
+        # transaction (the writer may replay it after growing the map).
+        oldest = _iso(_epoch(event.timestamp) - self._journal_max_age_s)
+        journal.prune(w, max_events=self._journal_max_events, oldest_timestamp=oldest)
+        return replace(event, seq=seq, policy_id=policy_id)
+
+    # ---------------------------------------------------------------- events
+
+    def subscribe(
+        self, *, buffer: int | None = None
+    ) -> AbstractContextManager[trio.MemoryReceiveChannel[ThingEvent]]:
+        """Live events committed while the block is open (see :meth:`EventBus.subscribe`)."""
+        return self._bus.subscribe(buffer=buffer)
+
+    def replay(self, after_seq: int, *, limit: int) -> JournalPage:
+        """Up to ``limit`` journaled events with a sequence number above ``after_seq``, oldest first.
+
+        Replayed events carry no ``thing`` (the journal does not keep it); events older than the retention
+        age that were not pruned yet are left out too. Synchronous: one short read transaction.
+        """
+        oldest = _iso(self._now() - self._journal_max_age_s)
+        events: list[ThingEvent] = []
+        with self._store.read() as r:
+            first, last = journal.first_seq(r), journal.last_seq(r)
+            for record in journal.iter_from(r, after_seq):
+                if len(events) >= limit:
+                    break
+                if record.timestamp < oldest:
+                    first = record.seq + 1
+                    continue
+                events.append(
+                    ThingEvent(
+                        record.action,  # type: ignore[arg-type]
+                        record.thing_id,
+                        record.path,
+                        record.value,
+                        record.revision,
+                        record.timestamp,
+                        None,
+                        record.correlation_id,
+                        seq=record.seq,
+                        policy_id=record.policy_id,
+                    )
+                )
+        return JournalPage(events, first, last)
+
+    def event_view(
+        self, event: ThingEvent, auth: AuthContext
+    ) -> tuple[ThingEvent, dict[str, Json] | None] | None:
+        """What ``auth`` may see of a live ``event`` (the WebSocket's shape; SSE uses :meth:`partial_thing`).
+
+        Returns:
+            ``None`` when ``auth`` may READ nothing of the change (checked now, against the current entries
+            of the event's policy); else the event with its ``value`` reduced to the readable leaves and
+            ``thing`` replaced by the caller's view, plus that view of the thing after the change with the
+            hidden fields (``_revision``, ``_modified``, ``_namespace``, ...) for filters and ``extraFields``
+            (``None`` after the whole thing was deleted, or for a replayed event, which carries no thing).
+        """
+        enforcer = self._event_enforcer(event, auth)
+        if enforcer is None or not enforcer.partial("thing", event.path, "READ"):
+            return None
+        value: Json = None
+        if event.action != "deleted":
+            readable = enforcer.readable_view(event.value, at=event.path)
+            if readable is MISSING:
+                return None
+            value = readable
+        thing_view = None
+        if event.thing is not None:
+            view = self._readable(enforcer, event.thing)
+            thing_view = _with_hidden({**view, **{k: v for k, v in event.thing.items() if k.startswith("_")}})
+        return replace(event, value=value, thing=None if thing_view is None else view), thing_view
+
+    def _event_enforcer(self, event: ThingEvent, auth: AuthContext) -> Enforcer | None:
+        if event.policy_id is None and event.thing is not None:
+            policy_id: Json = event.thing.get("policyId")
+        else:
+            policy_id = event.policy_id
+        with self._store.read() as r:
+            raw = None if policy_id is None else get_policy_entries(r, str(policy_id))
+        return self._enforcers.get(raw, auth.subjects, namespace_of(event.thing_id), self._iso_now)
+
+    def partial_thing(
+        self, event: ThingEvent, auth: AuthContext, *, extra_fields: FieldSelector | None = None
+    ) -> dict[str, Json] | None:
+        """What ``auth`` may see of ``event``: Ditto's partial thing (``thingId`` and the changed part at its
+        place), reduced to the leaves the subscriber may READ now (ditto.md §6.1). ``None``: nothing.
+
+        READ is checked against the *current* entries of the event's policy, at delivery time, so a
+        subscriber whose access was revoked stops receiving at once (replayed events included).
+        ``extra_fields`` (Ditto's ``extraFields`` enrichment) are taken from the thing as it is now,
+        filtered by READ too, and merged under the event's data.
+        """
+        enforcer = self._event_enforcer(event, auth)
+        if enforcer is None or not enforcer.partial("thing", event.path, "READ"):
+            return None
+        view: dict[str, Json] = {"thingId": event.thing_id}
+        if event.action != "deleted":
+            readable = enforcer.readable_view(_partial_thing(event))
+            if not isinstance(readable, dict) or not readable:
+                return None  # ditto.md §6.1: events whose projection is empty are dropped
+            view.update(readable)
+        if extra_fields is not None:
+            with self._store.read() as r:
+                current = get_thing(r, event.thing_id)
+                current_enforcer = None if current is None else self._access(r, current, auth)
+            if (
+                current is not None
+                and current_enforcer is not None
+                and current_enforcer.partial("thing", (), "READ")
+            ):
+                extra = self._select(self._readable(current_enforcer, current), current, extra_fields, None)
+                view = _deep_merge(extra, view)
+        return view
 
     def _publish(self, outcome: tuple[Written, ThingEvent]) -> None:
         self._bus.publish_nowait(outcome[1])

@@ -1,0 +1,359 @@
+"""Server-Sent Events of thing changes (ditto.md §6.1), as a plain ASGI handler dispatched by ``EdgeAsgi``.
+
+Why not Quart: a stream lives for hours; Quart would cost a request context and two tasks per stream, and
+its ``RESPONSE_TIMEOUT`` would cut the stream. This handler writes the ASGI messages itself, from one
+plain async function (no generator, so nothing ever yields inside a cancel scope: PEP 789, ASYNC119).
+
+Contract:
+
+* ``GET /api/2/things``, ``/api/2/things/{id}`` and ``/api/2/things/{id}/{pointer}`` with ``Accept:
+  text/event-stream`` (:func:`handles`). Authenticated like HTTP (401 otherwise); bad parameters are a
+  400 before the stream starts. Parameters: ``ids``, ``namespaces``, ``filter`` (RQL, evaluated as Ditto
+  does on the event's partial thing merged with ``extraFields``), ``fields`` (``_revision``,
+  ``_modified``, ``_context`` selectable), ``extraFields``.
+* Each event: ``data:<json>`` then ``id:<seq>`` then a blank line. ``data`` is the partial thing
+  (``thingId`` + the changed part at its place, only the leaves the subscriber may READ now;
+  ``{"thingId": ...}`` for a deletion) or, on a pointer stream, the raw value at the pointer. Events
+  with nothing readable (or nothing at the pointer) are skipped.
+* Beyond Ditto: ``id:`` is the event journal's sequence number. A client reconnecting with
+  ``Last-Event-ID`` first gets every retained event after it from the journal, then live events, in
+  order and without duplicates: the stream subscribes to the bus *before* reading the journal and skips
+  live events it already replayed. If events it asked for were pruned, a comment says so.
+* An SSE comment (``:`` line) after ``sse.heartbeat_s`` without an event. A stream that falls
+  ``sse.subscriber_buffer`` events behind (the bus drops it) gets a comment saying why and is closed; a
+  client that takes nothing for ``sse.send_timeout_s`` is disconnected. Publishing never waits for a
+  stream. :meth:`SseApi.close` ends every stream (shutdown).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Final, Protocol
+
+import orjson
+import trio
+
+from edgetwin import rql
+from edgetwin.api.http import Request, error_response, send_response
+from edgetwin.config import SseSettings
+from edgetwin.errors import EdgeTwinError, InvalidInput
+from edgetwin.twin import parse_fields, parse_pointer, parse_thing_id
+from edgetwin.twin.fields import apply_fields
+from edgetwin.twin.ids import is_valid_namespace, namespace_of
+from edgetwin.twin.pointer import MISSING, format_pointer, get_at
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from contextlib import AbstractContextManager
+
+    from edgetwin.api.http import Receive, Scope, Send
+    from edgetwin.core.commands import AuthContext
+    from edgetwin.core.events import ThingEvent
+    from edgetwin.core.service import JournalPage
+    from edgetwin.twin import FieldSelector, Json, Pointer
+
+__all__ = ["EventService", "SseApi", "handles"]
+
+logger = logging.getLogger(__name__)
+
+_PREFIX: Final = "/api/2/things"
+_NOT_OURS: Final = frozenset({"inbox", "outbox"})  # message streams (ditto.md §6.2) are not thing changes
+REPLAY_PAGE: Final = 256
+"""Journal events read per read transaction while replaying (keeps each transaction short)."""
+
+
+class EventService(Protocol):
+    """What this adapter needs of :class:`edgetwin.core.service.TwinService`."""
+
+    def subscribe(
+        self, *, buffer: int | None = None
+    ) -> AbstractContextManager[trio.MemoryReceiveChannel[ThingEvent]]: ...
+    def replay(self, after_seq: int, *, limit: int) -> JournalPage: ...
+    def partial_thing(
+        self, event: ThingEvent, auth: AuthContext, *, extra_fields: FieldSelector | None = None
+    ) -> dict[str, Json] | None: ...
+
+
+class _Authenticator(Protocol):
+    async def authenticate(self, request: Request) -> AuthContext: ...
+
+
+def handles(method: str, path: str, headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Whether a request is a thing SSE stream (a ``GET`` accepting ``text/event-stream``).
+
+    ``*/*`` does not count (ditto.md §6); message streams (``.../inbox|outbox/...``) are not ours.
+    """
+    if method != "GET" or not (path == _PREFIX or path.startswith(_PREFIX + "/")):
+        return False
+    parts = path.split("/")  # ["", "api", "2", "things", id, sub, fid, sub2, ...]
+    if len(parts) > 5 and parts[5] in _NOT_OURS:
+        return False
+    if len(parts) > 7 and parts[5] == "features" and parts[7] in _NOT_OURS:
+        return False
+    return any(name == b"accept" and b"text/event-stream" in value for name, value in headers)
+
+
+class _Stream:
+    """One validated subscription."""
+
+    __slots__ = ("extra_fields", "fields", "filter", "ids", "namespaces", "pointer")
+
+    def __init__(self, request: Request) -> None:
+        segments = request.segments[4:]
+        if segments and segments[-1] == "":
+            segments.pop()  # one trailing slash is ignored
+        ids: frozenset[str] | None = None
+        self.pointer: Pointer | None = None
+        if segments:
+            ids = frozenset({parse_thing_id(segments[0])})
+            if len(segments) > 1:
+                self.pointer = parse_pointer("/" + "/".join(segments[1:]))
+        listed = _list(request, "ids")
+        if listed is not None:
+            named = frozenset(parse_thing_id(i) for i in listed)
+            ids = named if ids is None else ids & named
+        self.ids = ids
+        namespaces = _list(request, "namespaces")
+        if namespaces is not None:
+            for namespace in namespaces:
+                if not is_valid_namespace(namespace):
+                    raise InvalidInput(
+                        f"The namespace '{namespace}' is not valid.", error_code="namespace.invalid"
+                    )
+        self.namespaces = None if namespaces is None else frozenset(namespaces)
+        text = request.query_one("filter")
+        self.filter = rql.parse_filter(text) if text and text.strip() else None
+        fields = request.query_one("fields")
+        self.fields = parse_fields(fields) if fields else None
+        extra = request.query_one("extraFields")
+        self.extra_fields = parse_fields(extra) if extra else None
+
+    def wants(self, event: ThingEvent) -> bool:
+        if self.ids is not None and event.thing_id not in self.ids:
+            return False
+        return self.namespaces is None or namespace_of(event.thing_id) in self.namespaces
+
+    def data(self, event: ThingEvent, view: dict[str, Json]) -> bytes | None:
+        """The ``data`` of ``event`` for this stream (``None``: skip it)."""
+        hidden: dict[str, Json] = {
+            "_revision": event.revision,
+            "_modified": event.timestamp,
+            "_namespace": namespace_of(event.thing_id),
+        }
+        if self.filter is not None and not rql.evaluate(self.filter, {**view, **hidden}, now=event.timestamp):
+            return None
+        if self.pointer is not None:
+            value = get_at(view, self.pointer)
+            if value is MISSING or event.action == "deleted":
+                return None
+            if self.fields is not None and isinstance(value, dict):
+                value = apply_fields(value, self.fields)
+            return orjson.dumps(value)
+        out: dict[str, Json] = view
+        if self.fields is not None:
+            at = get_at(view, event.path) if event.action != "deleted" else None
+            context: dict[str, Json] = {
+                "topic": _topic(event),
+                "path": format_pointer(event.path),
+                "value": None if at is MISSING else at,
+                "headers": {} if event.correlation_id is None else {"correlation-id": event.correlation_id},
+            }
+            out = apply_fields({**view, **hidden, "_context": context}, self.fields)
+            if not out:
+                return None
+        return orjson.dumps(out)
+
+
+def _topic(event: ThingEvent) -> str:
+    namespace, _, name = event.thing_id.partition(":")
+    return f"{namespace}/{name}/things/twin/events/{event.action}"
+
+
+def _list(request: Request, name: str) -> list[str] | None:
+    values = request.query.get(name)
+    if values is None:
+        return None
+    items = [item for value in values for item in value.split(",") if item]
+    return items
+
+
+class _Dropped(Exception):
+    """The bus dropped the stream: it fell too far behind."""
+
+
+class SseApi:
+    """The ASGI handler of thing SSE streams.
+
+    Args:
+        service: the twin service (live events, the journal, the subscriber's READ view).
+        authenticator: turns a request into an :class:`~edgetwin.core.commands.AuthContext`.
+        settings: ``[sse]``.
+    """
+
+    def __init__(
+        self, service: EventService, authenticator: _Authenticator, settings: SseSettings | None = None
+    ) -> None:
+        self._service = service
+        self._authenticator = authenticator
+        self._settings = settings if settings is not None else SseSettings()
+        self._closing = trio.Event()
+        self.open_streams = 0
+
+    def close(self) -> None:
+        """End every stream (with a comment saying why) and refuse new ones: the server is stopping."""
+        self._closing.set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one SSE request until the client leaves, falls behind, or :meth:`close` is called."""
+        try:
+            request = Request(scope, receive)
+            auth = await self._authenticator.authenticate(request)
+            stream = _Stream(request)
+            last_id = _last_event_id(request)
+            correlation_id = request.correlation_id
+        except EdgeTwinError as err:
+            await send_response(send, error_response(err))
+            return
+        if self._closing.is_set():
+            await send_response(
+                send,
+                error_response(EdgeTwinError("The server is stopping.", error_code="gateway:unavailable")),
+            )
+            return
+        self.open_streams += 1
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
+                await self._stream(send, auth, stream, last_id, correlation_id)
+                nursery.cancel_scope.cancel()
+        except Exception:
+            # One stream's bug must not take the server down (serve_listeners' rule): log it, end the stream.
+            logger.exception("SSE stream %s failed", scope.get("path"))
+        finally:
+            self.open_streams -= 1
+
+    async def _stream(
+        self, send: Send, auth: AuthContext, stream: _Stream, last_id: int | None, correlation_id: str
+    ) -> None:
+        settings = self._settings
+        timeout = settings.send_timeout_s
+        last_emit = trio.current_time()
+
+        async def emit(chunk: bytes, *, more: bool = True) -> None:
+            nonlocal last_emit
+            with trio.fail_after(timeout):
+                await send({"type": "http.response.body", "body": chunk, "more_body": more})
+            last_emit = trio.current_time()
+
+        # Subscribe before reading the journal: whatever commits after the journal read is then on the
+        # channel (nothing is missed), and whatever is in both is skipped by its sequence number.
+        with self._service.subscribe(buffer=settings.subscriber_buffer) as events:
+            headers = [
+                (b"content-type", b"text/event-stream"),
+                (b"cache-control", b"no-cache"),
+                (b"x-accel-buffering", b"no"),
+                (b"correlation-id", correlation_id.encode("latin-1", "replace")),
+            ]
+            sent = 0
+            try:
+                with trio.fail_after(timeout):
+                    await send({"type": "http.response.start", "status": 200, "headers": headers})
+                if last_id is not None:
+                    sent = await self._replay(emit, auth, stream, last_id, events)
+                while True:
+                    if self._closing.is_set():
+                        await emit(b": closed: the server is stopping\n\n", more=False)
+                        return
+                    if events.statistics().open_send_channels == 0:
+                        raise _Dropped
+                    event = None
+                    with trio.move_on_at(last_emit + settings.heartbeat_s):
+                        try:
+                            event = await events.receive()
+                        except trio.EndOfChannel:
+                            raise _Dropped from None
+                    if event is None:
+                        await emit(b":\n\n")  # idle: heartbeat
+                        continue
+                    if event.seq <= sent:
+                        continue  # already replayed from the journal
+                    sent = event.seq
+                    chunk = self._render(event, auth, stream)
+                    if chunk is not None:
+                        await emit(chunk)
+            except _Dropped:
+                logger.info("SSE stream of %s fell behind and was closed", auth.originator)
+                reason = (
+                    f": closed: this stream fell more than {settings.subscriber_buffer} events behind;"
+                    f" reconnect with Last-Event-ID to resume\n\n"
+                )
+                with trio.move_on_after(timeout):
+                    await send({"type": "http.response.body", "body": reason.encode(), "more_body": False})
+            except trio.TooSlowError:
+                logger.info("SSE client of %s took nothing for %gs: disconnected", auth.originator, timeout)
+
+    async def _replay(
+        self,
+        emit: _Emit,
+        auth: AuthContext,
+        stream: _Stream,
+        after: int,
+        events: trio.MemoryReceiveChannel[ThingEvent],
+    ) -> int:
+        """Send the journaled events after ``after``; returns the last sequence number covered."""
+        page = self._service.replay(after, limit=REPLAY_PAGE)
+        if after > page.last_seq:
+            # Not an id of this journal (another appliance, or a restored backup): live events only.
+            await emit(f": event {after} is unknown here; sending live events only\n\n".encode())
+            return page.last_seq
+        if after < page.last_seq and (page.first_seq is None or page.first_seq > after + 1):
+            missed_to = page.last_seq if page.first_seq is None else page.first_seq - 1
+            await emit(f": events {after + 1} to {missed_to} are no longer retained\n\n".encode())
+        sent = after
+        while page.events:
+            for event in page.events:
+                sent = event.seq
+                chunk = self._render(event, auth, stream)
+                if chunk is not None:
+                    await emit(chunk)
+            if events.statistics().open_send_channels == 0:
+                raise _Dropped  # live events piled up while replaying; the client resumes from here
+            page = self._service.replay(sent, limit=REPLAY_PAGE)
+        return sent
+
+    def _render(self, event: ThingEvent, auth: AuthContext, stream: _Stream) -> bytes | None:
+        if not stream.wants(event):
+            return None
+        view = self._service.partial_thing(event, auth, extra_fields=stream.extra_fields)
+        if view is None:
+            return None
+        data = stream.data(event, view)
+        if data is None:
+            return None
+        return b"data:" + data + b"\nid:" + str(event.seq).encode() + b"\n\n"
+
+
+class _Emit(Protocol):
+    async def __call__(self, chunk: bytes) -> None: ...
+
+
+def _last_event_id(request: Request) -> int | None:
+    value = request.header("last-event-id")
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if not value.isascii() or not value.isdigit():
+        raise InvalidInput(
+            f"The Last-Event-ID '{value}' is not an event id of this stream.",
+            description="Send the id of the last event received (a number), or no Last-Event-ID.",
+            error_code="header.invalid",
+        )
+    return int(value)
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            scope.cancel()
+            return

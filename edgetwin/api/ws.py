@@ -1,0 +1,381 @@
+"""``/ws/2``: the Ditto Protocol over one WebSocket (ditto.md §7), as a plain ASGI websocket handler.
+
+A session is authenticated once, like HTTP (Basic, Bearer, or ``?access_token=``), and refused with 401
+otherwise. Each text frame is either a control message (``START-SEND-EVENTS[?namespaces=&filter=&
+extraFields=]``, ``STOP-SEND-EVENTS``, the ``...-MESSAGES`` / ``...-LIVE-COMMANDS`` / ``...-LIVE-EVENTS``
+forms, ``JWT-TOKEN?jwtToken=``) or one Ditto Protocol envelope. Envelopes become the same internal
+commands as HTTP (``protocol.to_command``) and go through the same core service, so enforcement,
+conditions, ETags and errors are identical; responses go back on the command's topic, correlated by
+``correlation-id``. A malformed frame gets a 400 error envelope and the session stays open.
+
+Three tasks per session: the reader (frames in), the writer (frames out, from one bounded channel), and,
+while events are requested, the event pump (bus → the caller's READ view → filter → writer). Nothing blocks
+a publisher: the bus drops a subscriber that falls behind, and a session whose outgoing channel is full is
+told why (an error envelope) and closed, instead of growing memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import parse_qs
+
+import orjson
+import trio
+
+from edgetwin import rql
+from edgetwin.api.http import Request, error_response
+from edgetwin.core.commands import (
+    AuthContext,
+    DeletePolicy,
+    DeleteThing,
+    MergeThing,
+    ModifyPolicy,
+    ModifyThing,
+    RetrievePolicy,
+    RetrieveThing,
+    RetrieveThings,
+)
+from edgetwin.errors import EdgeTwinError, InvalidInput, Unauthenticated
+from edgetwin.protocol import (
+    error_envelope,
+    event_envelope,
+    parse_envelope,
+    response_envelope,
+    to_command,
+    translate_error,
+    with_correlation_id,
+)
+from edgetwin.twin.fields import FieldSelector, apply_fields, parse_fields
+
+if TYPE_CHECKING:
+    from edgetwin.api.auth import Authenticator
+    from edgetwin.core.events import ThingEvent
+    from edgetwin.core.service import TwinService
+
+__all__ = ["WS_PATH", "WebSocketApi"]
+
+logger = logging.getLogger(__name__)
+
+WS_PATH: Final = "/ws/2"
+MAX_FRAME_CHARS: Final = 256 * 1024
+OUTGOING_BUFFER: Final = 1024
+"""Frames a session may have waiting to be sent before it is closed as too slow."""
+_STREAMS: Final = ("EVENTS", "MESSAGES", "LIVE-COMMANDS", "LIVE-EVENTS")
+
+
+@dataclass(frozen=True, slots=True)
+class _EventSubscription:
+    namespaces: frozenset[str] | None
+    filter: rql.Node | None
+    extra_fields: FieldSelector | None
+
+
+class _TooSlow(Exception):
+    """The session's outgoing channel is full."""
+
+
+class WebSocketApi:
+    """The ASGI handler of ``/ws/2``.
+
+    Args:
+        service: the core service (commands, committed events and the caller's view of them).
+        authenticator: the same authenticator as HTTP.
+    """
+
+    def __init__(self, service: TwinService, authenticator: Authenticator) -> None:
+        self._service = service
+        self._authenticator = authenticator
+        self._closing = trio.Event()
+
+    def close(self) -> None:
+        """End every session (shutdown), so that draining the server does not wait for them."""
+        self._closing.set()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Serve one WebSocket connection (``scope["type"] == "websocket"``)."""
+        if (await receive())["type"] != "websocket.connect":
+            return
+        request = Request({**scope, "method": "GET"}, receive)
+        try:
+            token = request.query_one("access_token")
+            if token:
+                auth = await self._authenticator.authenticate_token(token, client_host=request.client_host)
+            else:
+                auth = await self._authenticator.authenticate(request)
+        except Unauthenticated as err:
+            await _refuse(scope, send, err)
+            return
+        await send({"type": "websocket.accept"})
+        session = _Session(self._service, self._authenticator, auth, request.client_host)
+        await session.run(receive, send, self._closing)
+
+
+async def _refuse(scope: dict[str, Any], send: Any, err: EdgeTwinError) -> None:
+    """401 with Ditto's error JSON where the server can send an HTTP response, else a plain close."""
+    if "websocket.http.response" in scope.get("extensions", {}):
+        response = error_response(err)  # the same 401 (and WWW-Authenticate) as HTTP
+        headers = [*response.headers, (b"content-length", str(len(response.body)).encode())]
+        await send({"type": "websocket.http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": response.body})
+    else:
+        await send({"type": "websocket.close", "code": 1008})
+
+
+class _Session:
+    def __init__(
+        self,
+        service: TwinService,
+        authenticator: Authenticator,
+        auth: AuthContext,
+        host: str | None,
+    ) -> None:
+        self._service = service
+        self._authenticator = authenticator
+        self._auth = auth
+        self._host = host
+        self._out_send, self._out_receive = trio.open_memory_channel[str](OUTGOING_BUFFER)
+        self._streams: set[str] = set()
+        self._events: _EventSubscription | None = None
+        self._events_scope: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, receive: Any, send: Any, closing: trio.Event) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._writer, send, nursery.cancel_scope)
+                nursery.start_soon(_cancel_when, closing, nursery.cancel_scope)
+                await self._reader(receive)
+                nursery.cancel_scope.cancel()
+        except _TooSlow:
+            pass
+        # Too slow, shut down, or the peer left: close (a no-op if the peer already did).
+        # Shielded and bounded: the close must go out even when the session was cancelled, and must not hang.
+        with trio.move_on_after(1) as scope:  # noqa: ASYNC912 - send() is socket I/O, it checkpoints
+            scope.shield = True
+            try:
+                await send({"type": "websocket.close", "code": 1000})
+            except Exception:  # the connection is already gone
+                logger.debug("WebSocket already closed")
+
+    # -------------------------------------------------------------- frames
+
+    def _emit(self, frame: str) -> None:
+        try:
+            self._out_send.send_nowait(frame)
+        except trio.WouldBlock:
+            raise _TooSlow from None
+
+    async def _writer(self, send: Any, scope: trio.CancelScope) -> None:
+        async for frame in self._out_receive:
+            try:
+                await send({"type": "websocket.send", "text": frame})
+            except Exception:  # the peer is gone: end the session
+                scope.cancel()
+                return
+
+    async def _reader(self, receive: Any) -> None:
+        while True:
+            message = await receive()
+            kind = message["type"]
+            if kind == "websocket.disconnect":
+                return
+            if kind != "websocket.receive":
+                continue
+            text = message.get("text")
+            if text is None:
+                self._error(None, InvalidInput("Binary frames are not supported; send JSON text frames."))
+                continue
+            if len(text) > MAX_FRAME_CHARS:
+                self._error(None, InvalidInput(f"A frame may carry at most {MAX_FRAME_CHARS} characters."))
+                continue
+            try:
+                if text[:1] in ("{", "[", " ", "\n") or not text[:1].isalpha():
+                    await self._command(text)
+                else:
+                    await self._control(text.strip())
+            except _TooSlow:
+                raise
+            except Exception:
+                logger.exception("WebSocket frame failed")
+                self._error(None, EdgeTwinError("An unexpected error occurred; it has been logged."))
+
+    def _error(self, envelope: Any, err: EdgeTwinError, correlation_id: str | None = None) -> None:
+        self._emit(orjson.dumps(error_envelope(envelope, err, correlation_id=correlation_id)).decode())
+
+    # ----------------------------------------------------------- commands
+
+    async def _command(self, text: str) -> None:
+        try:
+            obj = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            self._error(
+                None, InvalidInput(f"The frame is not valid JSON: '{text[:80]}'", error_code="json.invalid")
+            )
+            return
+        try:
+            envelope = parse_envelope(obj)
+        except EdgeTwinError as err:
+            correlation = _correlation_of(obj)
+            self._error(None, err, correlation)
+            return
+        if envelope.correlation_id is None:
+            envelope = with_correlation_id(envelope, str(uuid.uuid4()))
+        try:
+            translated = to_command(envelope)
+        except EdgeTwinError as err:
+            self._error(envelope, err)
+            return
+        auth = AuthContext(
+            self._auth.subjects, envelope.correlation_id, self._auth.publish, self._auth.subscribe
+        )
+        try:
+            result = await self._dispatch(translated.command, auth)
+        except EdgeTwinError as err:
+            self._error(envelope, translate_error(translated, err))
+            return
+        if translated.response_required:
+            self._emit(orjson.dumps(response_envelope(envelope, result)).decode())
+
+    async def _dispatch(self, command: Any, auth: AuthContext) -> Any:
+        service = self._service
+        if isinstance(command, RetrieveThing):
+            return await service.retrieve(command, auth)
+        if isinstance(command, RetrieveThings):
+            return await service.retrieve_many(command, auth)
+        if isinstance(command, ModifyThing):
+            return await service.modify(command, auth)
+        if isinstance(command, MergeThing):
+            return await service.merge(command, auth)
+        if isinstance(command, DeleteThing):
+            return await service.delete(command, auth)
+        if isinstance(command, RetrievePolicy):
+            return await service.retrieve_policy(command, auth)
+        if isinstance(command, ModifyPolicy):
+            return await service.modify_policy(command, auth)
+        if isinstance(command, DeletePolicy):
+            return await service.delete_policy(command, auth)
+        raise InvalidInput(f"The command {type(command).__name__} is not supported over the WebSocket.")
+
+    # ------------------------------------------------------------ control
+
+    async def _control(self, text: str) -> None:
+        name, _, query = text.partition("?")
+        params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        if name == "JWT-TOKEN":
+            await self._refresh_token(params.get("jwtToken", ""))
+            return
+        verb, _, stream = name.partition("-SEND-")
+        if verb not in ("START", "STOP") or stream not in _STREAMS:
+            self._error(
+                None,
+                InvalidInput(
+                    f"Unknown control message '{name}'.",
+                    description="Send a Ditto Protocol JSON envelope or a control message such as "
+                    "START-SEND-EVENTS.",
+                    error_code="protocoladapter:unknown.topicpath",
+                ),
+            )
+            return
+        if stream == "EVENTS":
+            if verb == "START":
+                try:
+                    subscription = _event_subscription(params)
+                except EdgeTwinError as err:
+                    self._error(None, err)  # an invalid filter: an error and no ACK
+                    return
+                self._start_events(subscription)
+            else:
+                self._stop_events()
+        elif verb == "START":
+            # Messages and live commands/events (issue 6): the subscription is kept; nothing flows yet.
+            self._streams.add(stream)
+        else:
+            self._streams.discard(stream)
+        self._emit(f"{name}:ACK")
+
+    async def _refresh_token(self, token: str) -> None:
+        try:
+            refreshed = await self._authenticator.authenticate_token(token, client_host=self._host)
+        except Unauthenticated as err:
+            self._error(None, err)
+            return
+        self._auth = refreshed
+
+    def _start_events(self, subscription: _EventSubscription) -> None:
+        self._stop_events()
+        self._events = subscription
+        scope = trio.CancelScope()
+        self._events_scope = scope
+        assert self._nursery is not None
+        self._nursery.start_soon(self._pump_events, subscription, scope)
+
+    def _stop_events(self) -> None:
+        if self._events_scope is not None:
+            self._events_scope.cancel()
+        self._events_scope = None
+        self._events = None
+
+    async def _pump_events(self, subscription: _EventSubscription, scope: trio.CancelScope) -> None:
+        with scope, self._service.subscribe() as events:
+            async for event in events:
+                frame = self._event_frame(event, subscription)
+                if frame is not None:
+                    self._emit(frame)
+            # The bus dropped us: we fell too far behind.
+            self._error(
+                None,
+                EdgeTwinError(
+                    "The session could not keep up with the events and was closed.",
+                    error_code="gateway:too.many.requests",
+                    status=429,
+                ),
+            )
+            raise _TooSlow
+
+    def _event_frame(self, event: ThingEvent, subscription: _EventSubscription) -> str | None:
+        if (
+            subscription.namespaces is not None
+            and event.thing_id.partition(":")[0] not in subscription.namespaces
+        ):
+            return None
+        view = self._service.event_view(event, self._auth)
+        if view is None:
+            return None
+        event_for_caller, thing_view = view
+        if subscription.filter is not None and (
+            thing_view is None or not rql.evaluate(subscription.filter, thing_view, now=event.timestamp)
+        ):
+            return None
+        extra = None
+        if subscription.extra_fields is not None and thing_view is not None:
+            extra = apply_fields(thing_view, subscription.extra_fields)
+        return orjson.dumps(event_envelope(event_for_caller, extra=extra)).decode()
+
+
+async def _cancel_when(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
+
+
+def _event_subscription(params: dict[str, str]) -> _EventSubscription:
+    namespaces = params.get("namespaces")
+    text = params.get("filter")
+    # Ditto: an invalid filter is refused (an error, no ACK) and the subscription is not started.
+    node = rql.parse_filter(text) if text else None
+    extra = params.get("extraFields")
+    return _EventSubscription(
+        frozenset(n for n in namespaces.split(",") if n) if namespaces else None,
+        node,
+        parse_fields(extra) if extra else None,
+    )
+
+
+def _correlation_of(obj: Any) -> str | None:
+    if isinstance(obj, dict) and isinstance(obj.get("headers"), dict):
+        value = obj["headers"].get("correlation-id")
+        return value if isinstance(value, str) else None
+    return None
