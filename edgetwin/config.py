@@ -90,6 +90,8 @@ class HttpSettings:
     shutdown_grace_s: float = 3.0
     tls_cert_file: str = ""
     tls_key_file: str = ""
+    # WebSocket pings are sent this often, so a dead peer (half-open socket) is noticed; 0 = no pings.
+    websocket_ping_interval_s: float = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +109,7 @@ class SseSettings:
     """``[sse]``: Server-Sent Event streams of thing changes."""
 
     # An SSE comment is sent after this long without an event, so proxies and clients see a live stream.
-    heartbeat_s: float = 1.0
+    heartbeat_s: float = 15.0
     # Events a stream may have pending; a stream that falls further behind is told why and closed.
     subscriber_buffer: int = 1024
     # A client that does not take an event (or heartbeat) within this long is disconnected.
@@ -361,6 +363,10 @@ def _check(s: Settings) -> None:
     _positive(s.http.keep_alive_timeout_s, "http.keep_alive_timeout_s")
     if s.http.shutdown_grace_s < 0:
         raise ConfigError(f"http.shutdown_grace_s: must not be negative, got {s.http.shutdown_grace_s:g}")
+    if s.http.websocket_ping_interval_s < 0:
+        raise ConfigError(
+            f"http.websocket_ping_interval_s: must not be negative, got {s.http.websocket_ping_interval_s:g}"
+        )
     if bool(s.http.tls_cert_file) != bool(s.http.tls_key_file):
         missing = "http.tls_key_file" if s.http.tls_cert_file else "http.tls_cert_file"
         raise ConfigError(f"{missing}: required when the other TLS file is set")
@@ -458,6 +464,8 @@ def hypercorn_config(http: HttpSettings) -> Any:
     config.errorlog = None  # our own logging carries server errors
     # Hypercorn's own limits on request heads; the set-up deadline is enforced in api.server.
     config.h11_max_incomplete_size = 16 * 1024
+    # Pings on every WebSocket: a peer that vanished without a FIN is noticed when the ping cannot be sent.
+    config.websocket_ping_interval = http.websocket_ping_interval_s or None
     if http.tls_cert_file:
         config.certfile = http.tls_cert_file
         config.keyfile = http.tls_key_file

@@ -39,6 +39,7 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
             "shutdown_grace_s",
             "tls_cert_file",
             "tls_key_file",
+            "websocket_ping_interval_s",
         ],
         "mqtt": ["bind", "websocket_bind", "allow_anonymous", "anonymous_publish", "anonymous_subscribe"],
         "live": ["default_timeout_s", "max_timeout_s"],

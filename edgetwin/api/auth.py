@@ -343,11 +343,27 @@ class Authenticator:
             Unauthenticated: no valid credentials (401), after the slow-down delay when this address
                 keeps failing.
         """
+        return (await self.authenticate_expiring(request))[0]
+
+    async def authenticate_expiring(self, request: Request) -> tuple[AuthContext, float]:
+        """Like :meth:`authenticate`, also saying until when the credentials hold (a long-lived WebSocket
+        session is closed then, unless it refreshes its token).
+
+        Args:
+            request: the HTTP request.
+
+        Returns:
+            The authentication context, and the token's ``exp`` (seconds since the epoch) for a bearer
+            token, ``math.inf`` for credentials that do not expire (Basic, pre-authenticated).
+
+        Raises:
+            Unauthenticated: as :meth:`authenticate`.
+        """
         correlation_id = request.correlation_id
         if self._trusted:
             pre = request.header(PRE_AUTHENTICATED_HEADER)
             if pre is not None and self._is_trusted(request.client_host):
-                return AuthContext(_pre_authenticated_subjects(pre), correlation_id)
+                return AuthContext(_pre_authenticated_subjects(pre), correlation_id), math.inf
         authorization = request.header("authorization")
         if authorization is None:
             raise Unauthenticated(
@@ -364,15 +380,16 @@ class Authenticator:
                 failure = err
             else:
                 self._slowdown.succeeded(request.client_host)
-                return AuthContext(
+                context = AuthContext(
                     (f"{USER_SUBJECT_PREFIX}:{user.name}",), correlation_id, user.publish, user.subscribe
                 )
+                return context, math.inf
             # Sleep outside the except block (flake8-async ASYNC120): a cancelled sleep must not look like
             # it replaced the 401; it simply ends the request.
             await self._slow_down(request.client_host)
             raise failure
         if scheme == "bearer" and self._token_verifier is not None:
-            return await self.authenticate_token(
+            return await self.authenticate_token_expiring(
                 credentials.strip(), client_host=request.client_host, correlation_id=correlation_id
             )
         raise Unauthenticated(
@@ -396,6 +413,20 @@ class Authenticator:
             Unauthenticated: the token is not valid (or no issuer is configured), with a ``Bearer``
                 ``WWW-Authenticate`` challenge.
         """
+        context, _ = await self.authenticate_token_expiring(
+            token, client_host=client_host, correlation_id=correlation_id
+        )
+        return context
+
+    async def authenticate_token_expiring(
+        self, token: str, *, client_host: str | None = None, correlation_id: str | None = None
+    ) -> tuple[AuthContext, float]:
+        """Like :meth:`authenticate_token`, also returning the token's ``exp`` (seconds since the epoch;
+        ``math.inf`` when the verifier does not say), until when a WebSocket session may use it.
+
+        Raises:
+            Unauthenticated: as :meth:`authenticate_token`.
+        """
         if self._token_verifier is None:
             raise Unauthenticated("Bearer tokens are not accepted here.", description=_FAILED_DESCRIPTION)
         try:
@@ -405,7 +436,8 @@ class Authenticator:
             failure = err
         else:
             self._slowdown.succeeded(client_host)
-            return AuthContext(identity.subjects, correlation_id, identity.publish, identity.subscribe)
+            context = AuthContext(identity.subjects, correlation_id, identity.publish, identity.subscribe)
+            return context, identity.expires_at
         await self._slow_down(client_host)
         raise failure
 

@@ -23,11 +23,20 @@ Contract:
   ``sse.subscriber_buffer`` events behind (the bus drops it) gets a comment saying why and is closed; a
   client that takes nothing for ``sse.send_timeout_s`` is disconnected. Publishing never waits for a
   stream. :meth:`SseApi.close` ends every stream (shutdown).
+
+Search stream (ditto.md §6.3): ``GET /api/2/search/things`` with ``Accept: text/event-stream`` and the
+parameters ``filter``, ``namespaces``, ``option`` (``sort``; ``size`` is the internal page size; ``cursor``
+and ``limit`` are refused), ``fields``. One ``data:<thing JSON>`` ``id:<thingId>`` per matching thing the
+caller may read, in the sort order, then the stream ends. ``Last-Event-ID: <thingId>`` continues after that
+thing: by comparison when sorted by ``thingId`` only (the default), else after the thing's position in the
+results (nothing follows if it no longer matches). A failure while streaming is a final ``data:<error JSON>``;
+bad parameters are a 400 before the stream starts.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING, Final, Protocol
 
 import orjson
@@ -36,7 +45,9 @@ import trio
 from edgetwin import rql
 from edgetwin.api.http import Request, error_response, send_response
 from edgetwin.config import SseSettings
+from edgetwin.core.commands import SearchThings
 from edgetwin.errors import EdgeTwinError, InvalidInput
+from edgetwin.rql.options import SearchOptions, SortKey, format_options, parse_options
 from edgetwin.twin import parse_fields, parse_pointer, parse_thing_id
 from edgetwin.twin.fields import apply_fields
 from edgetwin.twin.ids import is_valid_namespace, namespace_of
@@ -47,7 +58,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
     from edgetwin.api.http import Receive, Scope, Send
-    from edgetwin.core.commands import AuthContext
+    from edgetwin.core.commands import AuthContext, SearchResult
     from edgetwin.core.events import ThingEvent
     from edgetwin.core.service import JournalPage
     from edgetwin.twin import FieldSelector, Json, Pointer
@@ -57,6 +68,9 @@ __all__ = ["EventService", "SseApi", "handles"]
 logger = logging.getLogger(__name__)
 
 _PREFIX: Final = "/api/2/things"
+_SEARCH_PATHS: Final = frozenset({"/api/2/search/things", "/api/2/search/things/"})
+SEARCH_PAGE: Final = 200
+"""Things read per page (one short read transaction each) by a search stream without ``size``."""
 _NOT_OURS: Final = frozenset({"inbox", "outbox"})  # message streams (ditto.md §6.2) are not thing changes
 REPLAY_PAGE: Final = 256
 """Journal events read per read transaction while replaying (keeps each transaction short)."""
@@ -72,6 +86,7 @@ class EventService(Protocol):
     def partial_thing(
         self, event: ThingEvent, auth: AuthContext, *, extra_fields: FieldSelector | None = None
     ) -> dict[str, Json] | None: ...
+    async def search(self, cmd: SearchThings, auth: AuthContext) -> SearchResult: ...
 
 
 class _Authenticator(Protocol):
@@ -79,10 +94,12 @@ class _Authenticator(Protocol):
 
 
 def handles(method: str, path: str, headers: Iterable[tuple[bytes, bytes]]) -> bool:
-    """Whether a request is a thing SSE stream (a ``GET`` accepting ``text/event-stream``).
+    """Whether a request is a thing or search SSE stream (a ``GET`` accepting ``text/event-stream``).
 
     ``*/*`` does not count (ditto.md §6); message streams (``.../inbox|outbox/...``) are not ours.
     """
+    if method == "GET" and path in _SEARCH_PATHS:
+        return _accepts_event_stream(headers)
     if method != "GET" or not (path == _PREFIX or path.startswith(_PREFIX + "/")):
         return False
     parts = path.split("/")  # ["", "api", "2", "things", id, sub, fid, sub2, ...]
@@ -90,6 +107,10 @@ def handles(method: str, path: str, headers: Iterable[tuple[bytes, bytes]]) -> b
         return False
     if len(parts) > 7 and parts[5] == "features" and parts[7] in _NOT_OURS:
         return False
+    return _accepts_event_stream(headers)
+
+
+def _accepts_event_stream(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     return any(name == b"accept" and b"text/event-stream" in value for name, value in headers)
 
 
@@ -164,6 +185,64 @@ class _Stream:
         return orjson.dumps(out)
 
 
+class _Search:
+    """One validated search stream."""
+
+    __slots__ = ("after", "by_id", "fetch_fields", "fields", "filter", "namespaces", "options")
+
+    def __init__(self, request: Request) -> None:
+        filters = [f for f in request.query.get("filter", ()) if f]
+        self.filter = (
+            None if not filters else filters[0] if len(filters) == 1 else f"and({','.join(filters)})"
+        )
+        if self.filter is not None:
+            rql.parse_filter(self.filter)  # a 400 before the stream starts
+        namespaces = _list(request, "namespaces")
+        self.namespaces = tuple(namespaces) if namespaces else None
+        option = ",".join(v for v in request.query.get("option", ()) if v)
+        options = parse_options(option) if option else SearchOptions()
+        if options.cursor is not None or options.limit is not None:
+            raise InvalidInput(
+                "A search stream takes no cursor() or limit() option.",
+                description="The stream sends every result; resume with Last-Event-ID.",
+                error_code="thing-search:search.option.invalid",
+            )
+        self.options = replace(options, size=options.size or SEARCH_PAGE)
+        fields = ",".join(v for v in request.query.get("fields", ()) if v)
+        self.fields = parse_fields(fields) if fields else None
+        # thingId is always fetched (it is the event id); it is left out of data if not selected.
+        self.fetch_fields = parse_fields(fields + ",thingId") if fields else None
+        last = request.header("last-event-id")
+        self.after = parse_thing_id(last.strip()) if last is not None and last.strip() else None
+        sort = options.effective_sort
+        # +1 / -1: sorted by thingId alone, ascending / descending; 0: by something else.
+        self.by_id = 1 if sort == (SortKey("thingId"),) else -1 if sort == (SortKey("thingId", True),) else 0
+
+    def command(self, cursor: str | None) -> SearchThings:
+        options = self.options if cursor is None else replace(self.options, cursor=cursor)
+        return SearchThings(self.filter, self.namespaces, format_options(options), self.fetch_fields)
+
+    def skip(self, thing_id: str) -> bool:
+        """Whether ``thing_id`` is at or before ``Last-Event-ID``."""
+        after = self.after
+        if after is None:
+            return False
+        if (self.by_id > 0 and thing_id > after) or (self.by_id < 0 and thing_id < after):
+            self.after = None
+            return False
+        if self.by_id == 0 and thing_id == after:
+            self.after = None
+        return True
+
+    def chunk(self, item: Json) -> bytes | None:
+        if not isinstance(item, dict) or not isinstance(thing_id := item.get("thingId"), str):
+            return None
+        if self.skip(thing_id):
+            return None
+        data = apply_fields(item, self.fields) if self.fields is not None else item
+        return b"data:" + orjson.dumps(data) + b"\nid:" + thing_id.encode() + b"\n\n"
+
+
 def _topic(event: ThingEvent) -> str:
     namespace, _, name = event.thing_id.partition(":")
     return f"{namespace}/{name}/things/twin/events/{event.action}"
@@ -205,6 +284,9 @@ class SseApi:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one SSE request until the client leaves, falls behind, or :meth:`close` is called."""
+        if scope["path"] in _SEARCH_PATHS:
+            await self._search(scope, receive, send)
+            return
         try:
             request = Request(scope, receive)
             auth = await self._authenticator.authenticate(request)
@@ -291,6 +373,74 @@ class SseApi:
                     await send({"type": "http.response.body", "body": reason.encode(), "more_body": False})
             except trio.TooSlowError:
                 logger.info("SSE client of %s took nothing for %gs: disconnected", auth.originator, timeout)
+
+    async def _search(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            request = Request(scope, receive)
+            auth = await self._authenticator.authenticate(request)
+            search = _Search(request)
+            # The first page before the stream starts: a bad filter or option is still a plain 400.
+            page = await self._service.search(search.command(None), auth)
+            correlation_id = request.correlation_id
+        except EdgeTwinError as err:
+            await send_response(send, error_response(err))
+            return
+        self.open_streams += 1
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
+                await self._search_stream(send, auth, search, page, correlation_id)
+                nursery.cancel_scope.cancel()
+        except Exception:
+            logger.exception("SSE search stream failed")
+        finally:
+            self.open_streams -= 1
+
+    async def _search_stream(
+        self, send: Send, auth: AuthContext, search: _Search, page: SearchResult, correlation_id: str
+    ) -> None:
+        timeout = self._settings.send_timeout_s
+        headers = [
+            (b"content-type", b"text/event-stream"),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+            (b"correlation-id", correlation_id.encode("latin-1", "replace")),
+        ]
+        try:
+            with trio.fail_after(timeout):
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+            while True:
+                for item in page.items:
+                    chunk = search.chunk(item)
+                    if chunk is not None:
+                        with trio.fail_after(timeout):
+                            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if page.cursor is None:
+                    break
+                if self._closing.is_set():
+                    with trio.fail_after(timeout):
+                        await send(
+                            {
+                                "type": "http.response.body",
+                                "body": b": closed: the server is stopping\n\n",
+                                "more_body": False,
+                            }
+                        )
+                    return
+                await trio.lowlevel.checkpoint()  # a page of skipped things must not hog the loop
+                try:
+                    page = await self._service.search(search.command(page.cursor), auth)
+                except EdgeTwinError as err:
+                    chunk = b"data:" + error_response(err).body + b"\n\n"
+                    with trio.fail_after(timeout):
+                        await send({"type": "http.response.body", "body": chunk, "more_body": False})
+                    return
+            with trio.fail_after(timeout):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except trio.TooSlowError:
+            logger.info(
+                "SSE search client of %s took nothing for %gs: disconnected", auth.originator, timeout
+            )
 
     async def _replay(
         self,

@@ -8,15 +8,19 @@ commands as HTTP (``protocol.to_command``) and go through the same core service,
 conditions, ETags and errors are identical; responses go back on the command's topic, correlated by
 ``correlation-id``. A malformed frame gets a 400 error envelope and the session stays open.
 
-Three tasks per session: the reader (frames in), the writer (frames out, from one bounded channel), and,
-while events are requested, the event pump (bus → the caller's READ view → filter → writer). Nothing blocks
-a publisher: the bus drops a subscriber that falls behind, and a session whose outgoing channel is full is
-told why (an error envelope) and closed, instead of growing memory.
+Tasks per session: the reader (frames in), the writer (frames out, from one bounded channel), the expiry
+watch, and, while events are requested, the event pump (bus → the caller's READ view → filter → writer).
+Nothing blocks a publisher: the bus drops a subscriber that falls behind, and a session whose outgoing
+channel is full is told why (an error envelope, if the peer still reads at all) and closed, instead of
+growing memory. A session authenticated by a JWT is closed the same way when the token expires, unless
+``JWT-TOKEN`` replaced it in time with a token of the same subject (Ditto's behaviour).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -51,6 +55,8 @@ from edgetwin.protocol import (
 from edgetwin.twin.fields import FieldSelector, apply_fields, parse_fields
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from edgetwin.api.auth import Authenticator
     from edgetwin.core.events import ThingEvent
     from edgetwin.core.service import TwinService
@@ -63,6 +69,11 @@ WS_PATH: Final = "/ws/2"
 MAX_FRAME_CHARS: Final = 256 * 1024
 OUTGOING_BUFFER: Final = 1024
 """Frames a session may have waiting to be sent before it is closed as too slow."""
+FLUSH_TIMEOUT_S: Final = 1.0
+"""How long a session that ends may take to send what it still has queued (and the reason it ends)."""
+CLOSE_NORMAL: Final = 1000
+CLOSE_POLICY_VIOLATION: Final = 1008
+CLOSE_TRY_AGAIN_LATER: Final = 1013
 _STREAMS: Final = ("EVENTS", "MESSAGES", "LIVE-COMMANDS", "LIVE-EVENTS")
 
 
@@ -73,21 +84,30 @@ class _EventSubscription:
     extra_fields: FieldSelector | None
 
 
-class _TooSlow(Exception):
-    """The session's outgoing channel is full."""
-
-
 class WebSocketApi:
     """The ASGI handler of ``/ws/2``.
 
     Args:
         service: the core service (commands, committed events and the caller's view of them).
         authenticator: the same authenticator as HTTP.
+        outgoing_buffer: frames a session may have queued for its peer before it is closed as too slow.
+        clock: seconds since the epoch, compared with a token's ``exp`` (tests may shift it).
     """
 
-    def __init__(self, service: TwinService, authenticator: Authenticator) -> None:
+    def __init__(
+        self,
+        service: TwinService,
+        authenticator: Authenticator,
+        *,
+        outgoing_buffer: int = OUTGOING_BUFFER,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if outgoing_buffer < 1:
+            raise ValueError("outgoing_buffer must be at least 1")
         self._service = service
         self._authenticator = authenticator
+        self._outgoing_buffer = outgoing_buffer
+        self._clock = clock
         self._closing = trio.Event()
 
     def close(self) -> None:
@@ -102,14 +122,24 @@ class WebSocketApi:
         try:
             token = request.query_one("access_token")
             if token:
-                auth = await self._authenticator.authenticate_token(token, client_host=request.client_host)
+                auth, expires_at = await self._authenticator.authenticate_token_expiring(
+                    token, client_host=request.client_host
+                )
             else:
-                auth = await self._authenticator.authenticate(request)
+                auth, expires_at = await self._authenticator.authenticate_expiring(request)
         except Unauthenticated as err:
             await _refuse(scope, send, err)
             return
         await send({"type": "websocket.accept"})
-        session = _Session(self._service, self._authenticator, auth, request.client_host)
+        session = _Session(
+            self._service,
+            self._authenticator,
+            auth,
+            expires_at,
+            request.client_host,
+            buffer=self._outgoing_buffer,
+            clock=self._clock,
+        )
         await session.run(receive, send, self._closing)
 
 
@@ -130,44 +160,74 @@ class _Session:
         service: TwinService,
         authenticator: Authenticator,
         auth: AuthContext,
+        expires_at: float,
         host: str | None,
+        *,
+        buffer: int,
+        clock: Callable[[], float],
     ) -> None:
         self._service = service
         self._authenticator = authenticator
         self._auth = auth
+        self._expires_at = expires_at
+        self._token_changed = trio.Event()
+        self._clock = clock
         self._host = host
-        self._out_send, self._out_receive = trio.open_memory_channel[str](OUTGOING_BUFFER)
+        self._out_send, self._out_receive = trio.open_memory_channel[str](buffer)
         self._streams: set[str] = set()
         self._events: _EventSubscription | None = None
         self._events_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
+        self._failure: EdgeTwinError | None = None
+        self._close_code = CLOSE_NORMAL
 
     async def run(self, receive: Any, send: Any, closing: trio.Event) -> None:
-        try:
+        async with trio.open_nursery() as outer:
+            # The writer outlives the work below, to flush the last frames; if the peer is gone it ends all.
+            outer.start_soon(self._writer, send, outer.cancel_scope)
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self._writer, send, nursery.cancel_scope)
                 nursery.start_soon(_cancel_when, closing, nursery.cancel_scope)
+                nursery.start_soon(self._watch_expiry)
                 await self._reader(receive)
                 nursery.cancel_scope.cancel()
-        except _TooSlow:
-            pass
-        # Too slow, shut down, or the peer left: close (a no-op if the peer already did).
+            self._finish()
+            outer.cancel_scope.deadline = trio.current_time() + FLUSH_TIMEOUT_S
+        # Failed, shut down, or the peer left: close (a no-op if the peer already did).
         # Shielded and bounded: the close must go out even when the session was cancelled, and must not hang.
-        with trio.move_on_after(1) as scope:  # noqa: ASYNC912 - send() is socket I/O, it checkpoints
+        with trio.move_on_after(1) as scope:
             scope.shield = True
-            try:
-                await send({"type": "websocket.close", "code": 1000})
-            except Exception:  # the connection is already gone
-                logger.debug("WebSocket already closed")
+            await _close(send, self._close_code)
+
+    def _fail(self, err: EdgeTwinError, close_code: int) -> None:
+        """End the session: the work stops, ``err`` is sent (if the peer still reads), then the close."""
+        if self._failure is None:
+            self._failure = err
+            self._close_code = close_code
+        assert self._nursery is not None
+        self._nursery.cancel_scope.cancel()
+
+    def _finish(self) -> None:
+        """No more frames: after a failure, what is queued is dropped (a slow peer would never get to the
+        error) and the error goes last."""
+        if self._failure is not None:
+            with contextlib.suppress(trio.WouldBlock):
+                while True:
+                    self._out_receive.receive_nowait()
+            frame = orjson.dumps(error_envelope(None, self._failure)).decode()
+            with contextlib.suppress(trio.WouldBlock):
+                self._out_send.send_nowait(frame)
+        self._out_send.close()
 
     # -------------------------------------------------------------- frames
 
     def _emit(self, frame: str) -> None:
+        if self._failure is not None:
+            return
         try:
             self._out_send.send_nowait(frame)
         except trio.WouldBlock:
-            raise _TooSlow from None
+            self._fail(_too_slow(), CLOSE_TRY_AGAIN_LATER)
 
     async def _writer(self, send: Any, scope: trio.CancelScope) -> None:
         async for frame in self._out_receive:
@@ -197,8 +257,6 @@ class _Session:
                     await self._command(text)
                 else:
                     await self._control(text.strip())
-            except _TooSlow:
-                raise
             except Exception:
                 logger.exception("WebSocket frame failed")
                 self._error(None, EdgeTwinError("An unexpected error occurred; it has been logged."))
@@ -299,11 +357,41 @@ class _Session:
 
     async def _refresh_token(self, token: str) -> None:
         try:
-            refreshed = await self._authenticator.authenticate_token(token, client_host=self._host)
+            refreshed, expires_at = await self._authenticator.authenticate_token_expiring(
+                token, client_host=self._host
+            )
         except Unauthenticated as err:
-            self._error(None, err)
+            self._error(None, err)  # the session keeps its current token (and its expiry)
+            return
+        if refreshed.subjects[:1] != self._auth.subjects[:1]:
+            # Ditto: the new token must be for the same subject, otherwise the session is closed.
+            self._fail(
+                Unauthenticated(
+                    "The new JWT is for another subject than the session's.",
+                    description="Refresh a session only with a token for the same subject.",
+                ),
+                CLOSE_POLICY_VIOLATION,
+            )
             return
         self._auth = refreshed
+        self._expires_at = expires_at
+        self._token_changed.set()
+
+    async def _watch_expiry(self) -> None:
+        while True:
+            remaining = self._expires_at - self._clock()
+            if remaining <= 0:
+                self._fail(
+                    Unauthenticated(
+                        "The JWT of this session has expired.",
+                        description="Send JWT-TOKEN?jwtToken=<a new token> before the current one expires.",
+                    ),
+                    CLOSE_POLICY_VIOLATION,
+                )
+                return
+            with trio.move_on_after(remaining):  # inf: a token that never expires
+                await self._token_changed.wait()
+            self._token_changed = trio.Event()
 
     def _start_events(self, subscription: _EventSubscription) -> None:
         self._stop_events()
@@ -326,15 +414,7 @@ class _Session:
                 if frame is not None:
                     self._emit(frame)
             # The bus dropped us: we fell too far behind.
-            self._error(
-                None,
-                EdgeTwinError(
-                    "The session could not keep up with the events and was closed.",
-                    error_code="gateway:too.many.requests",
-                    status=429,
-                ),
-            )
-            raise _TooSlow
+            self._fail(_too_slow(), CLOSE_TRY_AGAIN_LATER)
 
     def _event_frame(self, event: ThingEvent, subscription: _EventSubscription) -> str | None:
         if (
@@ -354,6 +434,22 @@ class _Session:
         if subscription.extra_fields is not None and thing_view is not None:
             extra = apply_fields(thing_view, subscription.extra_fields)
         return orjson.dumps(event_envelope(event_for_caller, extra=extra)).decode()
+
+
+async def _close(send: Any, code: int) -> None:
+    try:
+        await send({"type": "websocket.close", "code": code})
+    except Exception:  # the connection is already gone
+        logger.debug("WebSocket already closed")
+
+
+def _too_slow() -> EdgeTwinError:
+    return EdgeTwinError(
+        "The session could not keep up with its frames and was closed.",
+        description="Read the WebSocket continuously, or subscribe to fewer events (namespaces, filter).",
+        error_code="too.many.requests",
+        status=429,
+    )
 
 
 async def _cancel_when(event: trio.Event, scope: trio.CancelScope) -> None:

@@ -191,3 +191,21 @@ async def test_pre_authenticated_and_basic_filters() -> None:
         request({"x-ditto-pre-authenticated": "nginx:u"}, client="10.0.0.1")
     )
     assert (ctx.publish, ctx.subscribe) == ((), ())
+
+
+async def test_expiry_is_the_tokens_exp_and_infinite_otherwise() -> None:
+    class Verifier:
+        async def verify(self, token: str) -> TokenIdentity:
+            return TokenIdentity(("idp:alice",), expires_at=1234.5)
+
+    authenticator = Authenticator(SETTINGS, token_verifier=Verifier())
+    ctx, expires_at = await authenticator.authenticate_expiring(request({"Authorization": "Bearer t"}))
+    assert (ctx.subjects, expires_at) == (("idp:alice",), 1234.5)
+    ctx, expires_at = await authenticator.authenticate_token_expiring("t", correlation_id="c")
+    assert (ctx.subjects, ctx.correlation_id, expires_at) == (("idp:alice",), "c", 1234.5)
+    _, expires_at = await authenticator.authenticate_expiring(request(basic("ditto", "ditto")))
+    assert expires_at == float("inf")
+    _, expires_at = await authenticator.authenticate_expiring(
+        request({"x-ditto-pre-authenticated": "nginx:u"}, client="10.0.0.1")
+    )
+    assert expires_at == float("inf")

@@ -111,10 +111,13 @@ class Stream:
             return await self._in.receive()
 
     async def chunk(self) -> bytes:
-        with trio.fail_after(5):
-            message = await self._in.receive()
+        message = await self.message()
         assert message["type"] == "http.response.body"
         return bytes(message["body"])
+
+    async def message(self) -> dict[str, Any]:
+        with trio.fail_after(5):
+            return await self._in.receive()
 
     async def event(self) -> tuple[Any, int]:
         """The next event (comments are skipped): its data and id."""
@@ -441,3 +444,98 @@ async def test_resume_over_a_real_socket_misses_nothing_and_repeats_nothing(env:
     assert [data["attributes"]["n"] for data, _ in received] == [1, 2, 3, 4, 5, 6]
     ids = [seq for _, seq in received]
     assert ids == list(range(ids[0], ids[0] + 6))
+
+
+# ------------------------------------------------------------------------------------------ search stream
+
+SEARCH = "/api/2/search/things"
+
+
+async def _search(env: Env, query: str = "", *, subject: str = "nginx:ditto", last: str | None = None) -> Any:
+    """The ``(thingId, data)`` of a search stream until it ends, or its error response."""
+    headers = [(b"last-event-id", last.encode())] if last is not None else []
+    async with trio.open_nursery() as nursery:
+        stream = await _stream(nursery, env.sse, SEARCH, query, subject=subject, headers=headers)
+        start = await stream.start()
+        if start["status"] != 200:
+            body = await stream.start()
+            stream.gone.set()
+            return start["status"], orjson.loads(body["body"])
+        assert (b"content-type", b"text/event-stream") in start["headers"]
+        events: list[tuple[str, Any]] = []
+        while True:
+            message = await stream.message()
+            chunk = bytes(message["body"])
+            if chunk:
+                lines = chunk.decode().split("\n")
+                if lines[1].startswith("id:"):
+                    assert lines[2:] == ["", ""], chunk
+                    events.append((lines[1][3:], orjson.loads(lines[0][5:])))
+                else:
+                    events.append(("error", orjson.loads(lines[0][5:])))
+            if not message["more_body"]:
+                break
+        stream.gone.set()
+    await stream.done.wait()
+    return events
+
+
+async def _things(env: Env, count: int) -> list[str]:
+    ids = [f"org.eclipse.ditto:s{n:02d}" for n in range(count)]
+    for n, thing_id in enumerate(ids):
+        await _put(env.service, (), {"attributes": {"n": n, "even": n % 2 == 0}}, thing=thing_id)
+    return ids
+
+
+def test_handles_the_search_stream() -> None:
+    sse = [(b"accept", b"text/event-stream")]
+    assert handles("GET", SEARCH, sse)
+    assert handles("GET", SEARCH + "/", sse)
+    assert not handles("GET", SEARCH, [(b"accept", b"application/json")])
+    assert not handles("POST", SEARCH, sse)
+    assert not handles("GET", SEARCH + "/count", sse)
+
+
+async def test_search_stream_sends_each_thing_and_ends(env: Env) -> None:
+    ids = await _things(env, 7)
+    events = await _search(env, "option=sort(%2BthingId),size(2)&fields=thingId,attributes/n")
+    assert events == [
+        (thing_id, {"thingId": thing_id, "attributes": {"n": n}}) for n, thing_id in enumerate(ids)
+    ]
+    # fields without thingId: the id still names each event, the data has only what was selected
+    evens = await _search(env, "filter=eq(attributes/even,true)&fields=attributes/n&option=sort(-thingId)")
+    assert evens == [(ids[n], {"attributes": {"n": n}}) for n in (6, 4, 2, 0)]
+    default = await _search(env, "namespaces=org.eclipse.ditto&option=size(3)")
+    assert [thing_id for thing_id, _ in default] == ids
+    assert default[0][1] == {"thingId": ids[0], "policyId": ids[0], "attributes": {"n": 0, "even": True}}
+    assert await _search(env, "namespaces=other") == []
+    assert await _search(env, subject="nginx:stranger") == []  # nothing readable
+
+
+async def test_search_stream_resumes_after_last_event_id(env: Env) -> None:
+    ids = await _things(env, 6)
+    query = "option=sort(%2BthingId),size(2)&fields=thingId"
+    assert [i for i, _ in await _search(env, query, last=ids[2])] == ids[3:]
+    # by comparison: the thing need not exist any more
+    assert [i for i, _ in await _search(env, query, last="org.eclipse.ditto:s02x")] == ids[3:]
+    descending = "option=sort(-thingId),size(2)&fields=thingId"
+    assert [i for i, _ in await _search(env, descending, last=ids[2])] == [ids[1], ids[0]]
+    # another sort: after the thing's position in the results
+    by_value = "option=sort(-attributes/n),size(4)&fields=thingId"
+    assert [i for i, _ in await _search(env, by_value, last=ids[4])] == [ids[3], ids[2], ids[1], ids[0]]
+    assert await _search(env, query, last=ids[5]) == []
+
+
+async def test_search_stream_refuses_bad_parameters_before_it_starts(env: Env) -> None:
+    for query, last in [
+        ("filter=eq(attributes", None),
+        ("option=sort(", None),
+        ("option=limit(0,2)", None),
+        ("option=cursor(abc)", None),
+        ("fields=a(", None),
+        ("", "not a thing id"),
+    ]:
+        status, body = await _search(env, query, last=last)
+        assert status == 400, (query, body)
+    status, _ = await _search(env, subject="")
+    assert status == 401
