@@ -92,6 +92,8 @@ class HttpSettings:
     tls_key_file: str = ""
     # WebSocket pings are sent this often, so a dead peer (half-open socket) is noticed; 0 = no pings.
     websocket_ping_interval_s: float = 20.0
+    # A send that makes no progress for this long means the peer stopped reading: the connection is closed.
+    send_timeout_s: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +363,7 @@ def _check(s: Settings) -> None:
     parse_bind(s.http.bind, key="http.bind")
     _positive(s.http.connection_setup_timeout_s, "http.connection_setup_timeout_s")
     _positive(s.http.keep_alive_timeout_s, "http.keep_alive_timeout_s")
+    _positive(s.http.send_timeout_s, "http.send_timeout_s")
     if s.http.shutdown_grace_s < 0:
         raise ConfigError(f"http.shutdown_grace_s: must not be negative, got {s.http.shutdown_grace_s:g}")
     if s.http.websocket_ping_interval_s < 0:

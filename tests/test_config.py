@@ -40,6 +40,7 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
             "tls_cert_file",
             "tls_key_file",
             "websocket_ping_interval_s",
+            "send_timeout_s",
         ],
         "mqtt": ["bind", "websocket_bind", "allow_anonymous", "anonymous_publish", "anonymous_subscribe"],
         "live": ["default_timeout_s", "max_timeout_s"],

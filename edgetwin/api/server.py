@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import math
 import ssl
 import typing
 from functools import partial
@@ -47,11 +48,17 @@ LINGER_S: Final = 1.0
 
 
 class _ReplayStream(trio.abc.Stream):
-    """A stream that first returns bytes already read from ``stream``, then reads from it."""
+    """A stream that first returns bytes already read from ``stream``, then reads from it.
 
-    def __init__(self, stream: Any, prefix: bytes) -> None:
+    Sends are bounded by ``send_timeout_s``: Hypercorn shields every ``send_all`` from cancellation, so a
+    peer that never reads would hold its connection (and the server's shutdown) forever. After the timeout
+    the connection is aborted and the send fails as a broken peer, which Hypercorn handles as a close.
+    """
+
+    def __init__(self, stream: Any, prefix: bytes, send_timeout_s: float = math.inf) -> None:
         self._stream = stream
         self._prefix = prefix
+        self._send_timeout_s = send_timeout_s
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if self._prefix:
@@ -62,7 +69,12 @@ class _ReplayStream(trio.abc.Stream):
         return bytes(await self._stream.receive_some(max_bytes))
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._stream.send_all(data)
+        with trio.move_on_after(self._send_timeout_s) as scope:
+            await self._stream.send_all(data)
+        if scope.cancelled_caught:
+            logger.info("a peer took nothing for %gs: connection closed", self._send_timeout_s)
+            await trio.aclose_forcefully(self._stream)
+            raise trio.BrokenResourceError("the peer stopped reading")
 
     async def wait_send_all_might_not_block(self) -> None:
         await self._stream.wait_send_all_might_not_block()
@@ -175,7 +187,7 @@ class _Server:
                 self.config,
                 self.context,
                 ConnectionState(self.state.copy()),
-                typing.cast("Any", wrapper_cls(stream, head)),
+                typing.cast("Any", wrapper_cls(stream, head, self.http.send_timeout_s)),
             )
         except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError):
             pass  # the peer went away; nothing to answer

@@ -134,3 +134,23 @@ async def test_graceful_shutdown_finishes_in_flight_requests_and_stops_promptly(
         assert trio.current_time() - started < 5
         with pytest.raises(OSError, match="connect"):
             await trio.open_tcp_stream(host, int(port))
+
+
+async def test_a_peer_that_never_reads_is_closed_after_the_send_timeout(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Hypercorn shields its sends; ours are bounded, so a stuck reader cannot hold a connection forever."""
+    from edgetwin.api.server import _ReplayStream
+
+    server_side, client_side = trio.testing.lockstep_stream_pair()  # send_all waits for the peer to read
+    stream = _ReplayStream(server_side, b"", send_timeout_s=30)
+    start = trio.current_time()
+    with (
+        trio.CancelScope(shield=True),
+        pytest.raises(trio.BrokenResourceError),
+    ):  # shielded, as Hypercorn does
+        await stream.send_all(b"event")
+    assert trio.current_time() - start == pytest.approx(30)
+    with pytest.raises(trio.ClosedResourceError):
+        await server_side.send_all(b"more")
+    await client_side.aclose()
