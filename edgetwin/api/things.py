@@ -82,6 +82,7 @@ from edgetwin.errors import (
 )
 from edgetwin.rql.options import DEFAULT_PAGE_SIZE, SearchOptions, format_options, parse_options
 from edgetwin.twin import MAX_JSON_DEPTH, parse_fields, parse_pointer, parse_thing_id
+from edgetwin.twin.things import lift_policy_specials
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -309,7 +310,7 @@ class ThingsApi:
                 value = await self._json_body(request, JSON_MEDIA_TYPES)
                 initial_policy, copy_policy_from = None, None
                 if not path and isinstance(value, dict):
-                    value, initial_policy, copy_policy_from = _lift_policy(value)
+                    value, initial_policy, copy_policy_from = lift_policy_specials(value)
                 cmd = ModifyThing(thing_id, path, value, pre, initial_policy, copy_policy_from)
                 return _written(await self._service.modify(cmd, auth), request)
             if method == "PATCH":
@@ -367,7 +368,7 @@ class ThingsApi:
         value = await self._json_body(request, JSON_MEDIA_TYPES, optional=True)
         initial_policy, copy_policy_from = None, None
         if isinstance(value, dict):
-            value, initial_policy, copy_policy_from = _lift_policy(value)
+            value, initial_policy, copy_policy_from = lift_policy_specials(value)
         namespace = request.query_one("namespace")
         written = await self._service.create(
             CreateThing(value, namespace, initial_policy, copy_policy_from), auth
@@ -726,22 +727,6 @@ def _next_link(params: dict[str, list[str]], options: SearchOptions, cursor: str
     ]
     query.append(("option", format_options(replace(options, cursor=cursor))))
     return f'<{_THINGS_PREFIX}?{urlencode(query, quote_via=quote, safe=",()/:")}>; rel="next"'
-
-
-def _lift_policy(value: dict[str, Json]) -> tuple[dict[str, Json], Json | None, str | None]:
-    """Take ``_policy`` and ``_copyPolicyFrom`` out of a thing body (ditto.md 1.6)."""
-    if "_policy" not in value and "_copyPolicyFrom" not in value:
-        return value, None, None
-    rest = dict(value)
-    initial_policy = rest.pop("_policy", None)
-    copy_from = rest.pop("_copyPolicyFrom", None)
-    if copy_from is not None and not isinstance(copy_from, str):
-        raise InvalidInput(
-            "The value of '_copyPolicyFrom' must be a string.",
-            description="Send a policy ID, or '{{ ref:things/<thingId>/policyId }}'.",
-            error_code="json.format.invalid",
-        )
-    return rest, initial_policy, copy_from
 
 
 def _retrieved(retrieved: Retrieved) -> Response:

@@ -55,6 +55,7 @@ from edgetwin.protocol.envelope import PLACEHOLDER, Envelope, Topic
 from edgetwin.twin.fields import parse_fields
 from edgetwin.twin.ids import name_of, namespace_of, parse_feature_id, parse_thing_id
 from edgetwin.twin.pointer import MISSING, Json, Missing, Pointer, format_pointer, parse_pointer
+from edgetwin.twin.things import lift_policy_specials
 
 if TYPE_CHECKING:
     from edgetwin.core.commands import Command
@@ -165,7 +166,7 @@ def _thing_command(envelope: Envelope, topic: Topic, action: str, pre: Precondit
     initial_policy: Json | None = None
     copy_policy_from: str | None = None
     if not path and isinstance(value, dict):
-        value, initial_policy, copy_policy_from = _lift_policy(value)
+        value, initial_policy, copy_policy_from = lift_policy_specials(value)
     if action == "create":
         pre = replace(pre, if_none_match="*")
     return ModifyThing(thing_id, path, value, pre, initial_policy, copy_policy_from), action == "create"
@@ -270,22 +271,6 @@ def _value(envelope: Envelope) -> Json:
 
 def _fields(envelope: Envelope) -> FieldSelector | None:
     return None if envelope.fields is None else parse_fields(envelope.fields)
-
-
-def _lift_policy(value: dict[str, Json]) -> tuple[dict[str, Json], Json | None, str | None]:
-    """Take ``_policy`` and ``_copyPolicyFrom`` out of a thing body (ditto.md §1.6), as the HTTP API does."""
-    if "_policy" not in value and "_copyPolicyFrom" not in value:
-        return value, None, None
-    rest = dict(value)
-    initial_policy = rest.pop("_policy", None)
-    copy_from = rest.pop("_copyPolicyFrom", None)
-    if copy_from is not None and not isinstance(copy_from, str):
-        raise InvalidInput(
-            "The value of '_copyPolicyFrom' must be a string.",
-            description="Send a policy ID, or '{{ ref:things/<thingId>/policyId }}'.",
-            error_code="json.format.invalid",
-        )
-    return rest, initial_policy, copy_from
 
 
 def _preconditions(envelope: Envelope) -> Preconditions:

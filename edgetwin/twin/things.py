@@ -35,6 +35,7 @@ __all__ = [
     "apply_delete",
     "apply_merge",
     "apply_put",
+    "lift_policy_specials",
     "lookup",
     "not_found",
     "public_view",
@@ -392,6 +393,29 @@ def apply_delete(thing: dict[str, Json], thing_id: str, path: Pointer) -> dict[s
     new = delete_at(thing, path)
     assert isinstance(new, dict)
     return new
+
+
+def lift_policy_specials(value: dict[str, Json]) -> tuple[dict[str, Json], Json | None, str | None]:
+    """Take the write-side specials ``_policy`` and ``_copyPolicyFrom`` out of a thing body (ditto.md §1.6).
+
+    Returns:
+        The body without them, the inline policy (or ``None``) and the policy to copy from (or ``None``).
+
+    Raises:
+        InvalidInput: ``_copyPolicyFrom`` is not a string.
+    """
+    if "_policy" not in value and "_copyPolicyFrom" not in value:
+        return value, None, None
+    rest = dict(value)
+    initial_policy = rest.pop("_policy", None)
+    copy_from = rest.pop("_copyPolicyFrom", None)
+    if copy_from is not None and not isinstance(copy_from, str):
+        raise InvalidInput(
+            "The value of '_copyPolicyFrom' must be a string.",
+            description="Send a policy ID, or '{{ ref:things/<thingId>/policyId }}'.",
+            error_code="json.format.invalid",
+        )
+    return rest, initial_policy, copy_from
 
 
 def _deepest_missing(thing: dict[str, Json], path: Pointer) -> Pointer:

@@ -47,6 +47,7 @@ PUBLIC = [
     "get_at",
     "is_valid_namespace",
     "json_equal",
+    "lift_policy_specials",
     "lookup",
     "lookup_policy",
     "merge_patch",
