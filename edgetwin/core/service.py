@@ -479,21 +479,13 @@ class TwinService:
                 put_policy(w, stored_new)
                 return Written(201, policy_id, 1, thing_etag(1), new), None
             stored = existing
-            enforcer = self._enforcers.get(
-                get_policy_entries(w, policy_id), auth.subjects, namespace_of(policy_id), now
-            )
-            if enforcer is None or not (
-                enforcer.partial("policy", (), "READ") or enforcer.partial("policy", (), "WRITE")
-            ):
-                raise _policy_not_found(policy_id)
-            if not enforcer.unrestricted("policy", cmd.path, "WRITE"):
-                raise _policy_not_modifiable(policy_id)
+            self._policy_writer(w, policy_id, cmd.path, auth, now)
             public = {k: v for k, v in stored.items() if not k.startswith("_")}
-            current = None if not cmd.path else self._policy_value(public, cmd.path)
+            current = get_at(public, cmd.path)
             etag = (
                 thing_etag(int(stored["_revision"]))
                 if not cmd.path
-                else (None if current is None else value_etag(current))
+                else (None if current is MISSING else value_etag(current))
             )
             self._check_preconditions(cmd.preconditions, "PUT", etag, policies=True)
             new, created = apply_policy_put(public, policy_id, cmd.path, cmd.value)
@@ -512,18 +504,10 @@ class TwinService:
         def write(w: WriteTxn) -> tuple[Written, None]:
             now = _iso(timestamp)
             existing = get_policy(w, policy_id)
-            entries = get_policy_entries(w, policy_id)
-            enforcer = self._enforcers.get(entries, auth.subjects, namespace_of(policy_id), now)
-            if (
-                existing is None
-                or enforcer is None
-                or not (enforcer.partial("policy", (), "READ") or enforcer.partial("policy", (), "WRITE"))
-            ):
-                if existing is None:
-                    self._check_preconditions(cmd.preconditions, "DELETE", None, policies=True)
+            if existing is None:
+                self._check_preconditions(cmd.preconditions, "DELETE", None, policies=True)
                 raise _policy_not_found(policy_id)
-            if not enforcer.unrestricted("policy", cmd.path, "WRITE"):
-                raise _policy_not_modifiable(policy_id)
+            self._policy_writer(w, policy_id, cmd.path, auth, now)
             stored = existing
             public = {k: v for k, v in stored.items() if not k.startswith("_")}
             revision = int(stored["_revision"]) + 1
@@ -533,9 +517,12 @@ class TwinService:
                 )
                 delete_policy(w, policy_id)
                 return Written(204, policy_id, revision), None
-            current = self._policy_value(public, cmd.path)
+            current = get_at(public, cmd.path)
             self._check_preconditions(
-                cmd.preconditions, "DELETE", None if current is None else value_etag(current), policies=True
+                cmd.preconditions,
+                "DELETE",
+                None if current is MISSING else value_etag(current),
+                policies=True,
             )
             new = apply_policy_delete(public, policy_id, cmd.path)
             self._check_manageable(new, auth, now, allow_lockout=True)
@@ -544,14 +531,18 @@ class TwinService:
         result, _ = await self._writer.submit(write)
         return result
 
-    @staticmethod
-    def _policy_value(public: dict[str, Json], path: Pointer) -> Json | None:
-        node: Any = public
-        for part in path:
-            if not isinstance(node, dict) or part not in node:
-                return None
-            node = node[part]
-        return node  # type: ignore[no-any-return]
+    def _policy_writer(self, w: ReadTxn, policy_id: str, path: Pointer, auth: AuthContext, now: str) -> None:
+        """A policy write needs unrestricted WRITE at ``path`` (403); a caller who may neither read nor write
+        the policy learns nothing of it (404) — the policy twin of :meth:`_writable`."""
+        enforcer = self._enforcers.get(
+            get_policy_entries(w, policy_id), auth.subjects, namespace_of(policy_id), now
+        )
+        if enforcer is None or not (
+            enforcer.partial("policy", (), "READ") or enforcer.partial("policy", (), "WRITE")
+        ):
+            raise _policy_not_found(policy_id)
+        if not enforcer.unrestricted("policy", path, "WRITE"):
+            raise _policy_not_modifiable(policy_id)
 
     def _check_manageable(
         self, policy: dict[str, Json], auth: AuthContext, now: str, *, allow_lockout: bool

@@ -24,7 +24,7 @@ import re
 from typing import Final
 
 from edgetwin.errors import InvalidInput
-from edgetwin.twin.pointer import MAX_JSON_DEPTH, MISSING, Json, Missing, json_equal
+from edgetwin.twin.pointer import MISSING, Json, Missing, _check_depth, json_equal
 
 __all__ = ["diff_merge_patch", "merge_patch", "strip_nulls"]
 
@@ -140,12 +140,3 @@ def _diff(old: Json, new: Json, depth: int) -> Json | Missing:
         if change is not MISSING:
             patch[key] = change
     return patch if patch else MISSING
-
-
-def _check_depth(depth: int) -> None:
-    if depth > MAX_JSON_DEPTH:
-        raise InvalidInput(
-            f"The JSON value nests deeper than {MAX_JSON_DEPTH} levels.",
-            description="Flatten the structure of the JSON value.",
-            error_code="json.invalid",
-        )

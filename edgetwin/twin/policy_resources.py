@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from edgetwin.errors import NotFound
+from edgetwin.twin.pointer import MISSING, get_at
 from edgetwin.twin.policy import (
     parse_entries,
     parse_entry,
@@ -96,24 +97,21 @@ def _not_found(policy_id: str, resource: PolicyResource) -> NotFound:
     )
 
 
-def _get(policy: dict[str, Any], path: Pointer) -> Any:
-    node: Any = policy
-    for part in path:
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
+def _entries(policy: dict[str, Json]) -> dict[str, Any]:
+    """A copy of the policy's entries (``{}`` when it has none)."""
+    entries = policy.get("entries")
+    return dict(entries) if isinstance(entries, dict) else {}
 
 
 def lookup_policy(policy: dict[str, Json], policy_id: str, path: Pointer) -> Json:
     """The value at ``path`` of the (public) policy, or Ditto's 404 for the missing part."""
     resource = policy_resource_of(path)
-    if resource.label is not None and _get(policy, ("entries", resource.label)) is None:
+    if resource.label is not None and get_at(policy, ("entries", resource.label)) is MISSING:
         raise _not_found(policy_id, PolicyResource("entry", resource.label))
-    value = _get(policy, path)
-    if value is None:
+    value = get_at(policy, path)
+    if value is MISSING:
         raise _not_found(policy_id, resource)
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def apply_policy_put(
@@ -130,8 +128,8 @@ def apply_policy_put(
         return parse_policy(value, policy_id=policy_id), policy is None
     if policy is None:
         raise _not_found(policy_id, PolicyResource("policy"))
-    entries: dict[str, Any] = dict(_get(policy, ("entries",)) or {})
-    created = _get(policy, path) is None
+    entries = _entries(policy)
+    created = get_at(policy, path) is MISSING
     if resource.kind == "entries":
         return {**policy, "entries": parse_entries(value)}, False
     label = str(resource.label)
@@ -164,7 +162,7 @@ def apply_policy_delete(policy: dict[str, Json], policy_id: str, path: Pointer) 
     lookup_policy(policy, policy_id, path)
     if resource.kind not in ("entry", "subject", "resource"):
         raise _not_found(policy_id, resource)  # only these are deletable below the root (405 at the edge)
-    entries: dict[str, Any] = dict(_get(policy, ("entries",)) or {})
+    entries = _entries(policy)
     label = str(resource.label)
     if resource.kind == "entry":
         del entries[label]
