@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Final, Protocol
 
 import orjson
@@ -54,7 +55,7 @@ from edgetwin.twin.ids import is_valid_namespace, namespace_of
 from edgetwin.twin.pointer import MISSING, format_pointer, get_at
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Awaitable, Callable, Iterable
     from contextlib import AbstractContextManager
 
     from edgetwin.api.http import Receive, Scope, Send
@@ -302,15 +303,23 @@ class SseApi:
                 error_response(EdgeTwinError("The server is stopping.", error_code="gateway:unavailable")),
             )
             return
+        await self._run_stream(
+            receive, partial(self._stream, send, auth, stream, last_id, correlation_id), scope.get("path")
+        )
+
+    async def _run_stream(
+        self, receive: Receive, stream: Callable[[], Awaitable[None]], what: object
+    ) -> None:
+        """Run one stream until it ends or the client disconnects, counted in :attr:`open_streams`."""
         self.open_streams += 1
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
-                await self._stream(send, auth, stream, last_id, correlation_id)
+                await stream()
                 nursery.cancel_scope.cancel()
         except Exception:
             # One stream's bug must not take the server down (serve_listeners' rule): log it, end the stream.
-            logger.exception("SSE stream %s failed", scope.get("path"))
+            logger.exception("SSE stream %s failed", what)
         finally:
             self.open_streams -= 1
 
@@ -385,16 +394,9 @@ class SseApi:
         except EdgeTwinError as err:
             await send_response(send, error_response(err))
             return
-        self.open_streams += 1
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
-                await self._search_stream(send, auth, search, page, correlation_id)
-                nursery.cancel_scope.cancel()
-        except Exception:
-            logger.exception("SSE search stream failed")
-        finally:
-            self.open_streams -= 1
+        await self._run_stream(
+            receive, partial(self._search_stream, send, auth, search, page, correlation_id), scope.get("path")
+        )
 
     async def _search_stream(
         self, send: Send, auth: AuthContext, search: _Search, page: SearchResult, correlation_id: str
