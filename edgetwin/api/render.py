@@ -1,28 +1,27 @@
-"""The one place where errors become HTTP responses (Ditto error JSON)."""
+"""Errors as Quart responses, for the routes Quart still serves.
+
+The mapping itself (Ditto error JSON, status, the error's headers, ``WWW-Authenticate`` on a 401, no body on
+a 304) is :func:`edgetwin.api.http.error_response`; this only hands its result to Quart, so that every
+route, ours or Quart's, answers an error the same way.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import orjson
 from quart import Response
+from werkzeug.datastructures import Headers
+
+from edgetwin.api import http
 
 if TYPE_CHECKING:
     from edgetwin.errors import EdgeTwinError
 
-__all__ = ["error_response", "json_response"]
-
-JSON = "application/json"
+__all__ = ["error_response"]
 
 
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """A JSON response serialised with orjson."""
-    return Response(orjson.dumps(body), status=status, headers=headers, content_type=JSON)
-
-
-def error_response(err: EdgeTwinError, headers: dict[str, str] | None = None) -> Response:
-    """Ditto's error JSON with the error's status; a 304 has no body."""
-    merged = {**err.headers, **(headers or {})}
-    if err.status == 304:
-        return Response(b"", status=304, headers=merged)
-    return json_response(err.to_json(), err.status, merged)
+def error_response(err: EdgeTwinError) -> Response:
+    """The Quart response for ``err``."""
+    mapped = http.error_response(err)
+    headers = Headers([(name.decode("latin-1"), value.decode("latin-1")) for name, value in mapped.headers])
+    return Response(mapped.body, status=mapped.status, headers=headers)

@@ -32,6 +32,7 @@ async def test_unknown_route_is_ditto_style_404(running: RunningApp) -> None:
     assert r.status_code == 404
     assert r.json()["status"] == 404
     assert r.json()["error"] == "resource.notfound"
+    assert r.headers["content-type"] == "application/json"
 
 
 async def _receive_all(stream: trio.SocketStream) -> bytes:
