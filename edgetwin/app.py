@@ -24,6 +24,7 @@ from edgetwin.api.app_factory import create_app
 from edgetwin.api.server import serve_http
 from edgetwin.core.bus import EventBus
 from edgetwin.core.health import Health
+from edgetwin.core.live import LiveRouter
 from edgetwin.core.service import TwinService
 from edgetwin.core.writer import StoreWriter
 from edgetwin.mqtt.broker import serve_mqtt
@@ -119,7 +120,19 @@ async def serve(
                         partial(serve_mqtt, settings.mqtt, shutdown_trigger=stop.wait)
                     )
                     health.set("mqtt", "up")
-                    app = create_app(health=health, service=service, auth=settings.auth, sse=settings.sse)
+                    live = LiveRouter(
+                        service,
+                        max_pending=settings.live.max_pending,
+                        update_twin=settings.live.update_twin_with_live_response,
+                    )
+                    app = create_app(
+                        health=health,
+                        service=service,
+                        auth=settings.auth,
+                        sse=settings.sse,
+                        live=live,
+                        live_settings=settings.live,
+                    )
                     http = await services.start(
                         partial(serve_http, app, settings.http, shutdown_trigger=stop.wait)
                     )

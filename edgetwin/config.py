@@ -135,6 +135,10 @@ class LiveSettings:
 
     default_timeout_s: float = 10.0
     max_timeout_s: float = 60.0
+    # Live requests waiting for an answer at once; more are 429 (each costs a sleeping task).
+    max_pending: int = 10_000
+    # Ditto's UpdateTwinWithLiveResponse: write a successful live retrieve's value into the twin.
+    update_twin_with_live_response: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,6 +393,7 @@ def _check(s: Settings) -> None:
             f"live.default_timeout_s: must not exceed live.max_timeout_s ({s.live.max_timeout_s:g}),"
             f" got {s.live.default_timeout_s:g}"
         )
+    _positive(s.live.max_pending, "live.max_pending")
 
     seen: set[str] = set()
     for i, user in enumerate(s.auth.users):

@@ -17,6 +17,7 @@ PURE = [
     "mqtt/codec",
     "mqtt/session.py",
     "mqtt/topics.py",
+    "mqtt/trie.py",
     "core/commands.py",
     "core/events.py",
     "protocol",

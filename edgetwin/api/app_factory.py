@@ -10,11 +10,13 @@ from werkzeug.exceptions import HTTPException
 
 from edgetwin.api.asgi import EdgeAsgi
 from edgetwin.api.auth import Authenticator
+from edgetwin.api.live import LiveHttp
 from edgetwin.api.render import error_response
 from edgetwin.api.sse import SseApi
 from edgetwin.api.things import ThingsApi
 from edgetwin.api.ws import WebSocketApi
-from edgetwin.config import AuthSettings, SseSettings, quart_config
+from edgetwin.config import AuthSettings, LiveSettings, SseSettings, quart_config
+from edgetwin.core.live import LiveRouter
 from edgetwin.errors import EdgeTwinError
 
 if TYPE_CHECKING:
@@ -34,6 +36,8 @@ def create_app(
     service: TwinService | None = None,
     auth: AuthSettings | None = None,
     sse: SseSettings | None = None,
+    live: LiveRouter | None = None,
+    live_settings: LiveSettings | None = None,
 ) -> EdgeAsgi:
     """The ASGI application served by ``api.server``: the front (``/health``, the Things API) before Quart.
 
@@ -42,6 +46,8 @@ def create_app(
         service: the core service behind the Things API (without it only ``/health`` and Quart serve).
         auth: who may authenticate (``[auth]``).
         sse: thing change streams (``[sse]``).
+        live: the live router (one is made for ``service`` when omitted).
+        live_settings: ``[live]``.
     """
     app = QuartTrio("edgetwin")
     app.config.update(quart_config())
@@ -72,7 +78,14 @@ def create_app(
     sessions = None
     if service is not None:
         authenticator = Authenticator(auth if auth is not None else AuthSettings())
-        things = ThingsApi(service, authenticator)
-        streams = SseApi(service, authenticator, sse)
-        sessions = WebSocketApi(service, authenticator)
+        live_settings = live_settings if live_settings is not None else LiveSettings()
+        if live is None:
+            live = LiveRouter(
+                service,
+                max_pending=live_settings.max_pending,
+                update_twin=live_settings.update_twin_with_live_response,
+            )
+        things = ThingsApi(service, authenticator, live=LiveHttp(live, live_settings))
+        streams = SseApi(service, authenticator, sse, live=live)
+        sessions = WebSocketApi(service, authenticator, live=live, live_settings=live_settings)
     return EdgeAsgi(app, health, things, streams, sessions)

@@ -24,6 +24,13 @@ Contract:
   client that takes nothing for ``sse.send_timeout_s`` is disconnected. Publishing never waits for a
   stream. :meth:`SseApi.close` ends every stream (shutdown).
 
+Message streams (ditto.md §6.2): ``GET /api/2/things/{id}[/features/{fid}]/inbox|outbox/messages[/<subject>]``
+with ``Accept: text/event-stream`` receives the messages sent there (by HTTP or WebSocket) that the caller
+may READ (``message:`` resource): ``data:<payload>`` (text as it is, one ``data:`` line per line; JSON and
+base64 payloads as their JSON text) and ``event:<subject>``. Receive-only: it never answers. A thing that
+does not exist is 404 before the stream starts; a stream more than ``sse.subscriber_buffer`` messages
+behind is told so in a comment and closed.
+
 Search stream (ditto.md §6.3): ``GET /api/2/search/things`` with ``Accept: text/event-stream`` and the
 parameters ``filter``, ``namespaces``, ``option`` (``sort``; ``size`` is the internal page size; ``cursor``
 and ``limit`` are refused), ``fields``. One ``data:<thing JSON>`` ``id:<thingId>`` per matching thing the
@@ -47,12 +54,14 @@ from edgetwin import rql
 from edgetwin.api.http import Request, error_response, send_response
 from edgetwin.config import SseSettings
 from edgetwin.core.commands import SearchThings
+from edgetwin.core.live import LiveFilter, LiveSignal
 from edgetwin.errors import EdgeTwinError, InvalidInput
 from edgetwin.rql.options import SearchOptions, SortKey, format_options, parse_options
 from edgetwin.twin import parse_fields, parse_pointer, parse_thing_id
 from edgetwin.twin.fields import apply_fields
-from edgetwin.twin.ids import is_valid_namespace, namespace_of
+from edgetwin.twin.ids import is_valid_namespace, namespace_of, parse_feature_id
 from edgetwin.twin.pointer import MISSING, format_pointer, get_at
+from edgetwin.twin.things import not_found
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
@@ -61,7 +70,8 @@ if TYPE_CHECKING:
     from edgetwin.api.http import Receive, Scope, Send
     from edgetwin.core.commands import AuthContext, SearchResult
     from edgetwin.core.events import ThingEvent
-    from edgetwin.core.service import JournalPage
+    from edgetwin.core.live import LiveRouter
+    from edgetwin.core.service import JournalPage, TwinSnapshot
     from edgetwin.twin import FieldSelector, Json, Pointer
 
 __all__ = ["EventService", "SseApi", "handles"]
@@ -72,7 +82,7 @@ _PREFIX: Final = "/api/2/things"
 _SEARCH_PATHS: Final = frozenset({"/api/2/search/things", "/api/2/search/things/"})
 SEARCH_PAGE: Final = 200
 """Things read per page (one short read transaction each) by a search stream without ``size``."""
-_NOT_OURS: Final = frozenset({"inbox", "outbox"})  # message streams (ditto.md §6.2) are not thing changes
+_MESSAGES: Final = frozenset({"inbox", "outbox"})  # message streams (ditto.md §6.2)
 REPLAY_PAGE: Final = 256
 """Journal events read per read transaction while replaying (keeps each transaction short)."""
 
@@ -88,6 +98,7 @@ class EventService(Protocol):
         self, event: ThingEvent, auth: AuthContext, *, extra_fields: FieldSelector | None = None
     ) -> dict[str, Json] | None: ...
     async def search(self, cmd: SearchThings, auth: AuthContext) -> SearchResult: ...
+    def snapshot(self, thing_id: str) -> TwinSnapshot | None: ...
 
 
 class _Authenticator(Protocol):
@@ -97,18 +108,28 @@ class _Authenticator(Protocol):
 def handles(method: str, path: str, headers: Iterable[tuple[bytes, bytes]]) -> bool:
     """Whether a request is a thing or search SSE stream (a ``GET`` accepting ``text/event-stream``).
 
-    ``*/*`` does not count (ditto.md §6); message streams (``.../inbox|outbox/...``) are not ours.
+    ``*/*`` does not count (ditto.md §6). Message streams (``.../inbox|outbox/messages...``) are ours too.
     """
     if method == "GET" and path in _SEARCH_PATHS:
         return _accepts_event_stream(headers)
     if method != "GET" or not (path == _PREFIX or path.startswith(_PREFIX + "/")):
         return False
-    parts = path.split("/")  # ["", "api", "2", "things", id, sub, fid, sub2, ...]
-    if len(parts) > 5 and parts[5] in _NOT_OURS:
-        return False
-    if len(parts) > 7 and parts[5] == "features" and parts[7] in _NOT_OURS:
-        return False
     return _accepts_event_stream(headers)
+
+
+def _message_prefix(segments: list[str]) -> tuple[str, Pointer] | None:
+    """The thing and message path of a message stream (``segments`` after ``/api/2/things``), else ``None``."""
+    if segments and segments[-1] == "":
+        segments = segments[:-1]
+    if len(segments) < 3:
+        return None
+    base: Pointer = ()
+    rest = segments[1:]
+    if rest[0] == "features" and len(rest) >= 4:
+        base, rest = ("features", rest[1]), rest[2:]
+    if rest[0] not in _MESSAGES or len(rest) < 2 or rest[1] != "messages":
+        return None
+    return segments[0], (*base, *rest)
 
 
 def _accepts_event_stream(headers: Iterable[tuple[bytes, bytes]]) -> bool:
@@ -271,10 +292,16 @@ class SseApi:
     """
 
     def __init__(
-        self, service: EventService, authenticator: _Authenticator, settings: SseSettings | None = None
+        self,
+        service: EventService,
+        authenticator: _Authenticator,
+        settings: SseSettings | None = None,
+        *,
+        live: LiveRouter | None = None,
     ) -> None:
         self._service = service
         self._authenticator = authenticator
+        self._live = live
         self._settings = settings if settings is not None else SseSettings()
         self._closing = trio.Event()
         self.open_streams = 0
@@ -287,6 +314,14 @@ class SseApi:
         """Serve one SSE request until the client leaves, falls behind, or :meth:`close` is called."""
         if scope["path"] in _SEARCH_PATHS:
             await self._search(scope, receive, send)
+            return
+        try:
+            message_stream = _message_prefix(Request(scope, receive).segments[4:])
+        except EdgeTwinError as err:
+            await send_response(send, error_response(err))
+            return
+        if message_stream is not None:
+            await self._messages(scope, receive, send, *message_stream)
             return
         try:
             request = Request(scope, receive)
@@ -382,6 +417,77 @@ class SseApi:
                     await send({"type": "http.response.body", "body": reason.encode(), "more_body": False})
             except trio.TooSlowError:
                 logger.info("SSE client of %s took nothing for %gs: disconnected", auth.originator, timeout)
+
+    async def _messages(
+        self, scope: Scope, receive: Receive, send: Send, thing_id: str, path: Pointer
+    ) -> None:
+        live = self._live
+        try:
+            request = Request(scope, receive)
+            auth = await self._authenticator.authenticate(request)
+            if live is None:
+                raise InvalidInput("Message streams are not available.", error_code="live.unavailable")
+            thing_id = parse_thing_id(thing_id)
+            if len(path) > 1 and path[0] == "features":
+                parse_feature_id(path[1], for_write=False)
+            if self._service.snapshot(thing_id) is None:
+                raise not_found(thing_id, ())
+            correlation_id = request.correlation_id
+        except EdgeTwinError as err:
+            await send_response(send, error_response(err))
+            return
+        receiver = _MessageReceiver(auth, self._settings.subscriber_buffer)
+        live.attach(receiver, "messages", LiveFilter(thing_id=thing_id, path_prefix=path))
+        try:
+            await self._run_stream(
+                receive, partial(self._message_stream, send, receiver, correlation_id), scope.get("path")
+            )
+        finally:
+            live.detach(receiver)
+
+    async def _message_stream(self, send: Send, receiver: _MessageReceiver, correlation_id: str) -> None:
+        settings = self._settings
+        timeout = settings.send_timeout_s
+        headers = [
+            (b"content-type", b"text/event-stream"),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+            (b"correlation-id", correlation_id.encode("latin-1", "replace")),
+        ]
+        try:
+            with trio.fail_after(timeout):
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                # A first comment puts the head on the wire now (the server sends it with the first body).
+                await send({"type": "http.response.body", "body": b":\n\n", "more_body": True})
+            while True:
+                if self._closing.is_set():
+                    chunk, more = b": closed: the server is stopping\n\n", False
+                else:
+                    chunk, more = await self._next_message(receiver)
+                with trio.fail_after(timeout):
+                    await send({"type": "http.response.body", "body": chunk, "more_body": more})
+                if not more:
+                    return
+        except trio.TooSlowError:
+            logger.info(
+                "SSE message client of %s took nothing for %gs: disconnected",
+                receiver.auth.originator,
+                timeout,
+            )
+
+    async def _next_message(self, receiver: _MessageReceiver) -> tuple[bytes, bool]:
+        """The next chunk of a message stream and whether more follow: a message, a heartbeat when idle, or
+        the reason it ends (it fell behind)."""
+        heartbeat = self._settings.heartbeat_s
+        try:
+            with trio.fail_after(heartbeat):
+                signal = await receiver.signals.receive()
+        except trio.TooSlowError:
+            return b":\n\n", True
+        except trio.EndOfChannel:
+            behind = self._settings.subscriber_buffer
+            return f": closed: this stream fell more than {behind} messages behind\n\n".encode(), False
+        return _message_event(signal), True
 
     async def _search(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -483,6 +589,32 @@ class SseApi:
         if data is None:
             return None
         return b"data:" + data + b"\nid:" + str(event.seq).encode() + b"\n\n"
+
+
+class _MessageReceiver:
+    """A message stream as a live receiver: a bounded channel; one that overflows is closed."""
+
+    def __init__(self, auth: AuthContext, buffer: int) -> None:
+        self.auth = auth
+        self._send, self.signals = trio.open_memory_channel[LiveSignal](buffer)
+
+    def deliver(self, signal: LiveSignal) -> None:
+        try:
+            self._send.send_nowait(signal)
+        except trio.WouldBlock:
+            self._send.close()  # the stream sees EndOfChannel after what is queued, and says why
+        except trio.ClosedResourceError:
+            pass
+
+
+def _message_event(signal: LiveSignal) -> bytes:
+    """``data:<payload>`` (one line per line of text) and ``event:<subject>`` (ditto.md §6.2)."""
+    envelope = signal.envelope
+    value = envelope.value
+    text = "" if value is MISSING else value if isinstance(value, str) else orjson.dumps(value).decode()
+    data = "".join(f"data:{line}\n" for line in text.split("\n"))
+    subject = (envelope.topic.action or "").replace("\n", " ")
+    return f"{data}event:{subject}\n\n".encode()
 
 
 class _Emit(Protocol):

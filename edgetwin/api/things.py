@@ -31,9 +31,10 @@ Contract:
   or query parameter) are passed to the service as :class:`~edgetwin.core.commands.Preconditions`; it
   raises ``NotModified`` (304) or ``PreconditionFailed`` (412) with the current ETag in ``err.headers``.
 
-Not handled here: messages (``inbox``/``outbox``), ``migrateDefinition`` and SSE (``Accept:
-text/event-stream``) stay with Quart (:func:`handles` says no to them); the live channel (a request with
-``channel=live`` is refused with 400 until the live router exists).
+Live channel and messages (issue 6): a request with ``channel=live`` or ``live-channel-condition`` on a
+thing resource, and ``POST .../inbox|outbox/messages/{subject}`` (thing and feature forms) and
+``.../inbox/claim``, are handed to :class:`~edgetwin.api.live.LiveHttp` with the parsed command. Not handled
+here: ``migrateDefinition`` (Quart) and SSE (``Accept: text/event-stream``: :mod:`edgetwin.api.sse`).
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ from edgetwin.errors import (
     RequestTimeout,
     UnsupportedMediaType,
 )
+from edgetwin.protocol.live import parse_timeout
 from edgetwin.rql.options import DEFAULT_PAGE_SIZE, SearchOptions, format_options, parse_options
 from edgetwin.twin import MAX_JSON_DEPTH, parse_fields, parse_pointer, parse_thing_id
 from edgetwin.twin.things import lift_policy_specials
@@ -88,12 +90,14 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
     from edgetwin.api.http import Headers, Receive, Scope, Send
+    from edgetwin.api.live import LiveHttp
     from edgetwin.core.commands import (
         AuthContext,
         Retrieved,
         SearchResult,
         Written,
     )
+    from edgetwin.core.live import LiveCommand
     from edgetwin.twin import FieldSelector, Json, Pointer
 
 __all__ = [
@@ -124,13 +128,15 @@ _THINGS_PREFIX: Final = "/api/2/things"
 _POLICIES_PREFIX: Final = "/api/2/policies/"
 _SEARCH_PATHS: Final = frozenset({"/api/2/search/things", "/api/2/search/things/count"})
 # First segment after the thing ID (and after features/{fid}) that belongs to Quart (messages, WoT).
-_NOT_OURS: Final = frozenset({"inbox", "outbox", "migrateDefinition"})
+_NOT_OURS: Final = frozenset({"migrateDefinition"})
 
 _ALL: Final = ("GET", "PUT", "PATCH", "DELETE")
 _NO_DELETE: Final = ("GET", "PUT", "PATCH")
 _COLLECTION: Final = ("GET", "POST")
 _POLICY_ALL: Final = ("GET", "PUT", "DELETE")
 _POLICY_GROUP: Final = ("GET", "PUT")
+_POST: Final = ("POST",)
+_ACTIONS: Final = {"GET": "retrieve", "PUT": "modify", "PATCH": "merge", "DELETE": "delete"}
 
 # Route kinds.
 _THINGS: Final = 0  # /things
@@ -138,6 +144,7 @@ _RESOURCE: Final = 1  # /things/{id}[/...]
 _SEARCH: Final = 2  # /search/things
 _COUNT: Final = 3  # /search/things/count
 _POLICY: Final = 4  # /policies/{id}[/entries[/{label}[/subjects[/{sid}] | /resources[/{key}]]]]
+_MESSAGE: Final = 5  # /things/{id}[/features/{fid}]/inbox|outbox/messages/{subject}, /things/{id}/inbox/claim
 
 _EMPTY_SEARCH_OPTIONS: Final = SearchOptions()
 _NO_PRECONDITIONS: Final = Preconditions()
@@ -187,8 +194,8 @@ def handles(path: str, headers: Iterable[tuple[bytes, bytes]] = ()) -> bool:
             Quart's.
 
     Returns:
-        ``True`` for ``/api/2/things[/...]`` and ``/api/2/search/things[/count]``, except the message routes
-        (``.../inbox/...``, ``.../outbox/...``), ``migrateDefinition`` and SSE requests.
+        ``True`` for ``/api/2/things[/...]`` (messages included) and ``/api/2/search/things[/count]``, except
+        ``migrateDefinition`` and SSE requests.
     """
     if path in WHOAMI_PATHS or path.startswith(_POLICIES_PREFIX):
         return True
@@ -220,10 +227,12 @@ class ThingsApi:
         service: ThingsService,
         authenticator: RequestAuthenticator,
         *,
+        live: LiveHttp | None = None,
         max_thing_bytes: int = MAX_THING_BYTES,
     ) -> None:
         self._service = service
         self._authenticator = authenticator
+        self._live = live
         self._max_thing_bytes = max_thing_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -258,18 +267,23 @@ class ThingsApi:
             method = "GET"  # Pekko's transparent-head-requests, as in Ditto: a GET without the body
         if method not in allow:
             raise _method_not_allowed(method, allow)
+        if kind == _MESSAGE:
+            if self._live is None:
+                raise _route_not_found()
+            return await self._live.message(request, auth, thing_id, path)  # its own timeout rules
         if not request.has_query and not request.has_any_header(_COMMAND_HEADERS):
             # The common case (a plain GET/PUT): none of the Ditto headers below is present.
             return await self._dispatch(request, auth, kind, method, thing_id, path, _NO_PRECONDITIONS)
         channel = request.header_or_query("channel")
-        if channel is not None and channel != "twin":
-            _refuse_channel(channel, method, kind)
-        if request.header_or_query("live-channel-condition") is not None:
+        if channel is not None and channel not in ("twin", "live"):
             raise InvalidInput(
-                "The live channel condition is not supported by this edgetwin yet.",
-                description="Remove the 'live-channel-condition' header or query parameter.",
+                f"The value '{channel}' of the header 'channel' is invalid.",
+                description="Use 'twin' or 'live'.",
                 error_code="header.invalid",
             )
+        condition = request.header_or_query("live-channel-condition")
+        if channel == "live" or condition is not None:
+            return await self._live_command(request, auth, kind, method, thing_id, path, condition)
         timeout_s, respond = _response_options(request)
         pre = _preconditions(request)
         if timeout_s is None:
@@ -306,19 +320,13 @@ class ThingsApi:
                     RetrieveThing(thing_id, path, _fields(request), pre), auth
                 )
                 return _retrieved(retrieved)
-            if method == "PUT":
-                value = await self._json_body(request, JSON_MEDIA_TYPES)
-                initial_policy, copy_policy_from = None, None
-                if not path and isinstance(value, dict):
-                    value, initial_policy, copy_policy_from = lift_policy_specials(value)
-                cmd = ModifyThing(thing_id, path, value, pre, initial_policy, copy_policy_from)
+            cmd = await self._thing_command(request, method, thing_id, path, pre)
+            if isinstance(cmd, ModifyThing):
                 return _written(await self._service.modify(cmd, auth), request)
-            if method == "PATCH":
-                patch = await self._json_body(request, _MERGE_PATCH_MEDIA_TYPES)
-                cmd_merge = MergeThing(thing_id, path, patch, pre)
-                return _written(await self._service.merge(cmd_merge, auth), request)
-            written = await self._service.delete(DeleteThing(thing_id, path, pre), auth)
-            return _written(written, request)
+            if isinstance(cmd, MergeThing):
+                return _written(await self._service.merge(cmd, auth), request)
+            assert isinstance(cmd, DeleteThing)
+            return _written(await self._service.delete(cmd, auth), request)
         if kind == _THINGS:
             if method == "POST":
                 return await self._create(request, auth)
@@ -338,6 +346,55 @@ class ThingsApi:
             SearchThings(filter_, namespaces, option, _fields_from(params)), auth
         )
         return json_response(_search_body(result, options))
+
+    async def _thing_command(
+        self, request: Request, method: str, thing_id: str, path: Pointer, pre: Preconditions
+    ) -> LiveCommand:
+        """The command of a request on a thing resource (the body read and checked)."""
+        if method == "GET":
+            return RetrieveThing(thing_id, path, _fields(request), pre)
+        if method == "PUT":
+            value = await self._json_body(request, JSON_MEDIA_TYPES)
+            initial_policy, copy_policy_from = None, None
+            if not path and isinstance(value, dict):
+                value, initial_policy, copy_policy_from = lift_policy_specials(value)
+            return ModifyThing(thing_id, path, value, pre, initial_policy, copy_policy_from)
+        if method == "PATCH":
+            return MergeThing(thing_id, path, await self._json_body(request, _MERGE_PATCH_MEDIA_TYPES), pre)
+        return DeleteThing(thing_id, path, pre)
+
+    async def _live_command(
+        self,
+        request: Request,
+        auth: AuthContext,
+        kind: int,
+        method: str,
+        thing_id: str,
+        path: Pointer,
+        condition: str | None,
+    ) -> Response:
+        """``channel=live`` or ``live-channel-condition`` (ditto.md §1.10), handed to :class:`LiveHttp`."""
+        if kind == _THINGS and method == "POST":
+            raise MethodNotAllowed(
+                "Thing could not be created via channel <live>.",
+                description="Create the thing via the twin channel.",
+                error_code="things:thing.notcreatable",
+            )
+        if kind != _RESOURCE or self._live is None:
+            raise InvalidInput(
+                "The live channel applies to the commands of one thing.",
+                description="Send live commands to '/api/2/things/{thingId}[/...]'.",
+                error_code="header.invalid",
+            )
+        pre = _preconditions(request)
+        cmd = await self._thing_command(request, method, thing_id, path, pre)
+
+        async def twin() -> Response:
+            return await self._dispatch(request, auth, kind, method, thing_id, path, pre)
+
+        return await self._live.command(
+            request, auth, cmd, action=_ACTIONS[method], condition=condition, twin=twin
+        )
 
     async def _policy(
         self,
@@ -478,6 +535,8 @@ def _route(segments: list[str]) -> tuple[int, tuple[str, ...], str, Pointer]:
     if n == 5:
         return _RESOURCE, _ALL, thing_id, ()
     sub = segments[5]
+    if sub in ("inbox", "outbox"):
+        return _message_route(segments, 5, n, thing_id, ())
     if sub == "attributes":
         return _RESOURCE, _ALL, thing_id, ("attributes", *_pointer(segments, 6, n))
     if n == 6:
@@ -494,11 +553,26 @@ def _route(segments: list[str]) -> tuple[int, tuple[str, ...], str, Pointer]:
     if n == 7:
         return _RESOURCE, _ALL, thing_id, ("features", feature_id)
     part = segments[7]
+    if part in ("inbox", "outbox"):
+        return _message_route(segments, 7, n, thing_id, ("features", feature_id))
     if part in ("properties", "desiredProperties"):
         return _RESOURCE, _ALL, thing_id, ("features", feature_id, part, *_pointer(segments, 8, n))
     if part == "definition" and n == 8:
         return _RESOURCE, _ALL, thing_id, ("features", feature_id, "definition")
     raise _route_not_found()
+
+
+def _message_route(
+    segments: list[str], i: int, n: int, thing_id: str, base: Pointer
+) -> tuple[int, tuple[str, ...], str, Pointer]:
+    """``inbox|outbox/messages/{subject...}`` (the subject may contain ``/``) and ``inbox/claim``."""
+    direction = segments[i]
+    if n == i + 2 and not base and direction == "inbox" and segments[i + 1] == "claim":
+        return _MESSAGE, _POST, thing_id, ("inbox", "claim")
+    if n < i + 2 or segments[i + 1] != "messages":
+        raise _route_not_found()
+    # An empty subject is the adapter's 400 messages:subject.invalid, not a 404.
+    return _MESSAGE, _POST, thing_id, (*base, direction, "messages", *segments[i + 2 : n])
 
 
 def _policy_route(segments: list[str], n: int) -> tuple[int, tuple[str, ...], str, Pointer]:
@@ -564,26 +638,6 @@ def _method_not_allowed(method: str, allow: tuple[str, ...]) -> MethodNotAllowed
     )
 
 
-def _refuse_channel(channel: str, method: str, kind: int) -> None:
-    if channel != "live":
-        raise InvalidInput(
-            f"The value '{channel}' of the header 'channel' is invalid.",
-            description="Use 'twin' or 'live'.",
-            error_code="header.invalid",
-        )
-    if kind == _THINGS and method == "POST":
-        raise MethodNotAllowed(
-            "Thing could not be created via channel <live>.",
-            description="Create the thing via the twin channel.",
-            error_code="things:thing.notcreatable",
-        )
-    raise InvalidInput(
-        "The live channel is not supported over HTTP by this edgetwin yet.",
-        description="Send the request on the twin channel.",
-        error_code="header.invalid",
-    )
-
-
 def _response_options(request: Request) -> tuple[float | None, bool]:
     """``timeout`` in seconds (``None`` if not given) and whether a response body is wanted (ditto.md 1.11)."""
     respond = True
@@ -613,31 +667,9 @@ def _response_options(request: Request) -> tuple[float | None, bool]:
     return timeout_s, respond
 
 
-_TIMEOUT_UNITS: Final = (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
-
-
 def _parse_timeout(text: str) -> float:
-    """Ditto's duration: ``<n>ms``, ``<n>s``, ``<n>m``, ``<n>h``, or bare seconds; at most 60 s."""
-    value = text.strip()
-    factor = 1.0
-    for suffix, unit in _TIMEOUT_UNITS:
-        if value.endswith(suffix):
-            value, factor = value[: -len(suffix)], unit
-            break
-    if not (value.isascii() and value.isdigit()):
-        raise InvalidInput(
-            f"The value '{text}' of the header 'timeout' is not a valid duration.",
-            description="Use e.g. '500ms', '10s', '1m' or a number of seconds.",
-            error_code="header.invalid",
-        )
-    seconds = int(value) * factor
-    if seconds > MAX_TIMEOUT_S:
-        raise InvalidInput(
-            f"The timeout '{text}' is greater than the allowed maximum of {MAX_TIMEOUT_S:g} s.",
-            description=f"Use a timeout of at most {MAX_TIMEOUT_S:g} s.",
-            error_code="gateway:timeout.invalid",
-        )
-    return seconds
+    """Ditto's duration for a twin command: at most 60 s (ditto.md 1.11)."""
+    return parse_timeout(text, maximum=MAX_TIMEOUT_S, error_code="gateway:timeout.invalid")
 
 
 def _preconditions(request: Request) -> Preconditions:

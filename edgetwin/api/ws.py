@@ -8,8 +8,24 @@ commands as HTTP (``protocol.to_command``) and go through the same core service,
 conditions, ETags and errors are identical; responses go back on the command's topic, correlated by
 ``correlation-id``. A malformed frame gets a 400 error envelope and the session stays open.
 
+Twin commands are pipelined: the reader hands a command to its own task and reads the next frame as soon as
+that command's write has its place in the store writer's queue (``on_queued``), so commands are applied in
+the order they were sent while their commits are grouped; at most :data:`MAX_PIPELINED` wait at once (then
+the reader waits, which is TCP backpressure on the client). A read waits for the writes sent before it (a
+session reads its own writes). Responses go out in the order of the commands.
+
+Live channel (issue 6, ditto.md §7.5): ``START-SEND-LIVE-COMMANDS`` / ``-LIVE-EVENTS`` / ``-MESSAGES``
+attach the session to the :class:`~edgetwin.core.live.LiveRouter` as a receiver (with ``namespaces`` and
+``filter``). A frame on ``…/things/live/commands/<action>`` or ``…/things/live/messages/<subject>`` with a
+``status`` (or on ``…/things/live/errors``) answers a request this session received; without a status it is
+a live command or message this session sends, answered (or 408) on its own task, so the reader never waits
+for a device; ``…/things/live/events/<action>`` is forwarded to ``START-SEND-LIVE-EVENTS`` sessions. An
+answer nobody waits for is dropped; if it asked for a response (``response-required: true``) it gets a 400
+``protocoladapter:illegal.adaptable`` error naming why.
+
 Tasks per session: the reader (frames in), the writer (frames out, from one bounded channel), the expiry
-watch, and, while events are requested, the event pump (bus → the caller's READ view → filter → writer).
+watch, one task per command in flight, and, while events are requested, the event pump (bus → the caller's
+READ view → filter → writer).
 Nothing blocks a publisher: the bus drops a subscriber that falls behind, and a session whose outgoing
 channel is full is told why (an error envelope, if the peer still reads at all) and closed, instead of
 growing memory. A session authenticated by a JWT is closed the same way when the token expires, unless
@@ -22,7 +38,8 @@ import contextlib
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs
 
@@ -31,6 +48,7 @@ import trio
 
 from edgetwin import rql
 from edgetwin.api.http import Request, error_response
+from edgetwin.config import LiveSettings
 from edgetwin.core.commands import (
     AuthContext,
     DeletePolicy,
@@ -42,6 +60,7 @@ from edgetwin.core.commands import (
     RetrieveThing,
     RetrieveThings,
 )
+from edgetwin.core.live import LiveFilter
 from edgetwin.errors import EdgeTwinError, InvalidInput, Unauthenticated
 from edgetwin.protocol import (
     error_envelope,
@@ -52,14 +71,18 @@ from edgetwin.protocol import (
     translate_error,
     with_correlation_id,
 )
+from edgetwin.protocol.live import is_answer, message_of, parse_timeout
 from edgetwin.twin.fields import FieldSelector, apply_fields, parse_fields
+from edgetwin.twin.pointer import MISSING
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from edgetwin.api.auth import Authenticator
     from edgetwin.core.events import ThingEvent
+    from edgetwin.core.live import LiveRouter, LiveSignal, Stream
     from edgetwin.core.service import TwinService
+    from edgetwin.protocol import Envelope, ProtocolCommand
 
 __all__ = ["WS_PATH", "WebSocketApi"]
 
@@ -74,7 +97,23 @@ FLUSH_TIMEOUT_S: Final = 1.0
 CLOSE_NORMAL: Final = 1000
 CLOSE_POLICY_VIOLATION: Final = 1008
 CLOSE_TRY_AGAIN_LATER: Final = 1013
-_STREAMS: Final = ("EVENTS", "MESSAGES", "LIVE-COMMANDS", "LIVE-EVENTS")
+_READS: Final = (RetrieveThing, RetrieveThings, RetrievePolicy)
+MAX_PIPELINED: Final = 256
+"""Twin commands of one session that may be in flight at once before the reader waits."""
+_LIVE_STREAMS: Final[dict[str, Stream]] = {
+    "MESSAGES": "messages",
+    "LIVE-COMMANDS": "live-commands",
+    "LIVE-EVENTS": "live-events",
+}
+
+
+@dataclass(slots=True)
+class _Slot:
+    """A twin command's place in the order of responses."""
+
+    frame: str | None = None
+    done: bool = False
+    finished: trio.Event = field(default_factory=trio.Event)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +129,8 @@ class WebSocketApi:
     Args:
         service: the core service (commands, committed events and the caller's view of them).
         authenticator: the same authenticator as HTTP.
+        live: the live router (live commands, live events and messages); without it they are refused.
+        live_settings: ``[live]`` (timeouts of the live requests a session sends).
         outgoing_buffer: frames a session may have queued for its peer before it is closed as too slow.
         clock: seconds since the epoch, compared with a token's ``exp`` (tests may shift it).
     """
@@ -99,6 +140,8 @@ class WebSocketApi:
         service: TwinService,
         authenticator: Authenticator,
         *,
+        live: LiveRouter | None = None,
+        live_settings: LiveSettings | None = None,
         outgoing_buffer: int = OUTGOING_BUFFER,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -106,6 +149,8 @@ class WebSocketApi:
             raise ValueError("outgoing_buffer must be at least 1")
         self._service = service
         self._authenticator = authenticator
+        self._live = live
+        self._live_settings = live_settings if live_settings is not None else LiveSettings()
         self._outgoing_buffer = outgoing_buffer
         self._clock = clock
         self._closing = trio.Event()
@@ -137,6 +182,8 @@ class WebSocketApi:
             auth,
             expires_at,
             request.client_host,
+            live=self._live,
+            live_settings=self._live_settings,
             buffer=self._outgoing_buffer,
             clock=self._clock,
         )
@@ -163,19 +210,25 @@ class _Session:
         expires_at: float,
         host: str | None,
         *,
+        live: LiveRouter | None,
+        live_settings: LiveSettings,
         buffer: int,
         clock: Callable[[], float],
     ) -> None:
         self._service = service
         self._authenticator = authenticator
+        self._live = live
+        self._live_settings = live_settings
         self._auth = auth
         self._expires_at = expires_at
         self._token_changed = trio.Event()
         self._clock = clock
         self._host = host
         self._out_send, self._out_receive = trio.open_memory_channel[str](buffer)
-        self._streams: set[str] = set()
         self._events: _EventSubscription | None = None
+        self._in_flight = trio.Semaphore(MAX_PIPELINED)
+        self._order: deque[_Slot] = deque()
+        self._last_write: _Slot | None = None
         self._events_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
         self._failure: EdgeTwinError | None = None
@@ -189,7 +242,11 @@ class _Session:
                 self._nursery = nursery
                 nursery.start_soon(_cancel_when, closing, nursery.cancel_scope)
                 nursery.start_soon(self._watch_expiry)
-                await self._reader(receive)
+                try:
+                    await self._reader(receive)
+                finally:
+                    if self._live is not None:
+                        self._live.detach(self)
                 nursery.cancel_scope.cancel()
             self._finish()
             outer.cancel_scope.deadline = trio.current_time() + FLUSH_TIMEOUT_S
@@ -198,6 +255,15 @@ class _Session:
         with trio.move_on_after(1) as scope:
             scope.shield = True
             await _close(send, self._close_code)
+
+    @property
+    def auth(self) -> AuthContext:
+        """Who the session is (a live receiver is checked against each thing's policy with it)."""
+        return self._auth
+
+    def deliver(self, signal: LiveSignal) -> None:
+        """A live command, live event or message for this session's device (never blocks)."""
+        self._emit(signal.frame)
 
     def _fail(self, err: EdgeTwinError, close_code: int) -> None:
         """End the session: the work stops, ``err`` is sent (if the peer still reads), then the close."""
@@ -280,6 +346,10 @@ class _Session:
             correlation = _correlation_of(obj)
             self._error(None, err, correlation)
             return
+        topic = envelope.topic
+        if topic.group == "things" and topic.channel == "live" and topic.criterion != "search":
+            self._live_frame(envelope)
+            return
         if envelope.correlation_id is None:
             envelope = with_correlation_id(envelope, str(uuid.uuid4()))
         try:
@@ -290,33 +360,170 @@ class _Session:
         auth = AuthContext(
             self._auth.subjects, envelope.correlation_id, self._auth.publish, self._auth.subscribe
         )
-        try:
-            result = await self._dispatch(translated.command, auth)
-        except EdgeTwinError as err:
-            self._error(envelope, translate_error(translated, err))
-            return
-        if translated.response_required:
-            self._emit(orjson.dumps(response_envelope(envelope, result)).decode())
+        if isinstance(translated.command, _READS):
+            last = self._last_write
+            if last is not None and not last.done:
+                # Read your writes: a read waits for the writes sent before it (they commit in order).
+                await last.finished.wait()
+        await self._in_flight.acquire()  # backpressure: at most MAX_PIPELINED commands in flight
+        slot = _Slot()
+        self._order.append(slot)
+        if not isinstance(translated.command, _READS):
+            self._last_write = slot
+        assert self._nursery is not None
+        # Returns once the command's write is queued (or it is done): the next frame is then applied after it.
+        await self._nursery.start(self._run_command, envelope, translated, auth, slot)
 
-    async def _dispatch(self, command: Any, auth: AuthContext) -> Any:
+    async def _run_command(
+        self,
+        envelope: Envelope,
+        translated: ProtocolCommand,
+        auth: AuthContext,
+        slot: _Slot,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        queued = False
+
+        def on_queued() -> None:
+            nonlocal queued
+            queued = True
+            task_status.started()
+
+        try:
+            try:
+                result = await self._dispatch(translated.command, auth, on_queued)
+            except EdgeTwinError as err:
+                slot.frame = orjson.dumps(error_envelope(envelope, translate_error(translated, err))).decode()
+            except Exception:
+                logger.exception("WebSocket command failed")
+                unexpected = EdgeTwinError("An unexpected error occurred; it has been logged.")
+                slot.frame = orjson.dumps(error_envelope(envelope, unexpected)).decode()
+            else:
+                if translated.response_required:
+                    slot.frame = orjson.dumps(response_envelope(envelope, result)).decode()
+        finally:
+            slot.done = True
+            slot.finished.set()
+            self._in_flight.release()
+            if not queued:
+                task_status.started()
+            self._flush_in_order()
+
+    def _flush_in_order(self) -> None:
+        """Send the responses that are ready, in the order of their commands."""
+        order = self._order
+        while order and order[0].done:
+            frame = order.popleft().frame
+            if frame is not None:
+                self._emit(frame)
+
+    async def _dispatch(self, command: Any, auth: AuthContext, on_queued: Callable[[], None]) -> Any:
         service = self._service
         if isinstance(command, RetrieveThing):
             return await service.retrieve(command, auth)
         if isinstance(command, RetrieveThings):
             return await service.retrieve_many(command, auth)
         if isinstance(command, ModifyThing):
-            return await service.modify(command, auth)
+            return await service.modify(command, auth, on_queued=on_queued)
         if isinstance(command, MergeThing):
-            return await service.merge(command, auth)
+            return await service.merge(command, auth, on_queued=on_queued)
         if isinstance(command, DeleteThing):
-            return await service.delete(command, auth)
+            return await service.delete(command, auth, on_queued=on_queued)
         if isinstance(command, RetrievePolicy):
             return await service.retrieve_policy(command, auth)
         if isinstance(command, ModifyPolicy):
-            return await service.modify_policy(command, auth)
+            return await service.modify_policy(command, auth, on_queued=on_queued)
         if isinstance(command, DeletePolicy):
-            return await service.delete_policy(command, auth)
+            return await service.delete_policy(command, auth, on_queued=on_queued)
         raise InvalidInput(f"The command {type(command).__name__} is not supported over the WebSocket.")
+
+    # --------------------------------------------------------------- live
+
+    def _live_frame(self, envelope: Envelope) -> None:
+        """A frame on the live channel: an answer, a live event, or a live command or message to send."""
+        live = self._live
+        if live is None:
+            self._error(
+                envelope, InvalidInput("The live channel is not available.", error_code="live.unavailable")
+            )
+            return
+        if is_answer(envelope):
+            problem = live.answer(envelope, self)
+            if problem is not None and envelope.header("response-required") in (True, "true"):
+                self._error(
+                    envelope,
+                    InvalidInput(
+                        f"The live response was not accepted: {problem}",
+                        description="Answer with the request's correlation-id, topic, path and an allowed status.",
+                        error_code="protocoladapter:illegal.adaptable",
+                    ),
+                )
+            return
+        criterion = envelope.topic.criterion
+        try:
+            if criterion == "events":
+                live.event(envelope, self._auth, origin=self)
+                return
+            if criterion not in ("commands", "messages"):
+                raise InvalidInput(
+                    f"The topic path '{envelope.topic}' is not supported on the live channel.",
+                    description="Send live commands, live events, messages or answers to them.",
+                    error_code="protocoladapter:unknown.topicpath",
+                )
+            if envelope.correlation_id is None:
+                envelope = with_correlation_id(envelope, str(uuid.uuid4()))
+            timeout_s = self._live_timeout(envelope)
+        except EdgeTwinError as err:
+            self._error(envelope, err)
+            return
+        assert self._nursery is not None
+        self._nursery.start_soon(self._live_request, live, envelope, timeout_s)
+
+    def _live_timeout(self, envelope: Envelope) -> float:
+        raw = envelope.header("timeout")
+        if raw is MISSING or raw is None:
+            return self._live_settings.default_timeout_s
+        if isinstance(raw, int | float) and not isinstance(raw, bool):
+            raw = f"{raw}"
+        if not isinstance(raw, str):
+            raise InvalidInput(
+                "The header 'timeout' must be a string such as '10s'.", error_code="header.invalid"
+            )
+        return parse_timeout(raw, maximum=self._live_settings.max_timeout_s, error_code="timeout.invalid")
+
+    async def _live_request(self, live: LiveRouter, envelope: Envelope, timeout_s: float) -> None:
+        """Send a live command or message and relay its answer (or the 408) to this session."""
+        required = envelope.header("response-required") not in (False, "false")
+        if timeout_s == 0:
+            required = False
+        auth = self._auth
+        headers = {**envelope.headers, "ditto-originator": auth.originator, "channel": "live"}
+        outgoing = replace(envelope, headers=headers)
+        try:
+            if envelope.topic.criterion == "messages":
+                answer = await live.message(
+                    message_of(envelope),
+                    outgoing,
+                    auth,
+                    timeout_s=timeout_s,
+                    response_required=required,
+                    origin=self,
+                )
+            else:
+                translated = to_command(envelope, channel="live")
+                answer = await live.command(
+                    translated.command,  # type: ignore[arg-type]
+                    outgoing,
+                    auth,
+                    timeout_s=timeout_s,
+                    response_required=required,
+                    origin=self,
+                )
+        except EdgeTwinError as err:
+            self._error(envelope, err)
+            return
+        if answer is not None:
+            self._emit(orjson.dumps(replace(answer.envelope, value=answer.value).to_json()).decode())
 
     # ------------------------------------------------------------ control
 
@@ -327,7 +534,7 @@ class _Session:
             await self._refresh_token(params.get("jwtToken", ""))
             return
         verb, _, stream = name.partition("-SEND-")
-        if verb not in ("START", "STOP") or stream not in _STREAMS:
+        if verb not in ("START", "STOP") or (stream != "EVENTS" and stream not in _LIVE_STREAMS):
             self._error(
                 None,
                 InvalidInput(
@@ -348,11 +555,22 @@ class _Session:
                 self._start_events(subscription)
             else:
                 self._stop_events()
+        elif self._live is None:
+            self._error(
+                None, InvalidInput("The live channel is not available.", error_code="live.unavailable")
+            )
+            return
         elif verb == "START":
-            # Messages and live commands/events (issue 6): the subscription is kept; nothing flows yet.
-            self._streams.add(stream)
+            try:
+                subscription = _event_subscription(params)
+            except EdgeTwinError as err:
+                self._error(None, err)  # an invalid filter: an error and no ACK
+                return
+            self._live.attach(
+                self, _LIVE_STREAMS[stream], LiveFilter(subscription.namespaces, subscription.filter)
+            )
         else:
-            self._streams.discard(stream)
+            self._live.detach(self, _LIVE_STREAMS[stream])
         self._emit(f"{name}:ACK")
 
     async def _refresh_token(self, token: str) -> None:

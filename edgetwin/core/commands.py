@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from edgetwin.twin.fields import FieldSelector
-    from edgetwin.twin.pointer import Json, Pointer
+    from edgetwin.twin.pointer import Json, Missing, Pointer
 
 __all__ = [
     "AuthContext",
@@ -37,6 +37,7 @@ __all__ = [
     "Retrieved",
     "SearchResult",
     "SearchThings",
+    "SendMessage",
     "Written",
 ]
 
@@ -191,6 +192,26 @@ class CountThings:
 
     filter: str | None = None
     namespaces: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendMessage:
+    """``POST /things/{id}[/features/{fid}]/inbox|outbox/messages/{subject}`` and ``.../inbox/claim``
+    (ditto.md §5): a message to (``inbox``) or from (``outbox``) the thing, routed to live receivers.
+
+    ``value`` is the payload as the Ditto Protocol carries it: a string for ``text/*``, the JSON value for
+    ``application/json``, base64 text for anything else; :data:`~edgetwin.twin.pointer.MISSING` when the
+    request had no body. ``subject`` may contain ``/``. A ``claim`` needs no permission.
+    """
+
+    thing_id: str
+    direction: Literal["inbox", "outbox"]
+    subject: str
+    value: Json | Missing
+    content_type: str | None = None
+    feature_id: str | None = None
+    preconditions: Preconditions = NO_PRECONDITIONS
+    claim: bool = False
 
 
 Command = (

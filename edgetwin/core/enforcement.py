@@ -89,10 +89,10 @@ def not_modifiable(thing_id: str, path: Pointer, *, delete: bool = False) -> Pol
     )
 
 
-def condition_unreadable() -> PreconditionFailed:
-    """The 412 for a condition that references fields the caller may not read (ditto.md §1.9)."""
+def condition_unreadable(what: str = "condition") -> PreconditionFailed:
+    """The 412 for a condition that references fields the caller may not read (ditto.md §1.9, §1.10)."""
     return PreconditionFailed(
-        "The specified resource in the condition could not be found or the requester had insufficient"
+        f"The specified resource in the {what} could not be found or the requester had insufficient"
         " permissions to access it.",
         description="Check if the condition is correct and you have sufficient permissions.",
         error_code="things:condition.failed",

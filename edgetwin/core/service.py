@@ -11,8 +11,14 @@ durable and in commit order.
 Order of checks for a write (Ditto's ``AbstractThingCommandStrategy``): the thing must exist (except for a
 create), then ``condition``, then ``If-Match`` / ``If-None-Match``, then ``if-equal``, then the change.
 
-Policy enforcement (the next issue) plugs in here, where the subjects are in hand: the default policy of a
-created thing is already created and stored.
+Every write method takes ``on_queued`` (see :meth:`StoreWriter.submit <edgetwin.core.writer.StoreWriter.
+submit>`): called once the write has its place in the writer's queue, so an adapter that pipelines commands
+(a WebSocket session) hands over the next one without waiting for durability and still keeps their order.
+
+The live channel (:mod:`edgetwin.core.live`) reads a :class:`TwinSnapshot` and asks for the enforcers,
+views and conditions it needs through :meth:`TwinService.snapshot`, :meth:`~TwinService.enforcer`,
+:meth:`~TwinService.view`, :meth:`~TwinService.check_condition` and
+:meth:`~TwinService.live_condition_holds`.
 """
 
 from __future__ import annotations
@@ -87,7 +93,7 @@ if TYPE_CHECKING:
     from edgetwin.core.writer import StoreWriter
     from edgetwin.store import ReadTxn, Store, WriteTxn
 
-__all__ = ["DEFAULT_NAMESPACE", "MAX_THING_BYTES", "JournalPage", "TwinService"]
+__all__ = ["DEFAULT_NAMESPACE", "MAX_THING_BYTES", "JournalPage", "TwinService", "TwinSnapshot"]
 
 DEFAULT_NAMESPACE: Final = "org.eclipse.ditto"
 MAX_THING_BYTES: Final = 100 * 1024  # Ditto's default limit (things:thing.toolarge)
@@ -114,6 +120,17 @@ class JournalPage:
     events: list[ThingEvent]
     first_seq: int | None
     last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class TwinSnapshot:
+    """A thing and its policy's entries as read at one moment (:meth:`TwinService.snapshot`): the live
+    router checks the sender and every receiver against the same state. ``entries`` is ``None`` when the
+    policy is gone (nobody may access the thing)."""
+
+    thing_id: str
+    stored: dict[str, Json]
+    entries: bytes | None
 
 
 def _epoch(iso: str) -> float:
@@ -283,7 +300,9 @@ class TwinService:
 
     # ----------------------------------------------------------------- writes
 
-    async def modify(self, cmd: ModifyThing, auth: AuthContext) -> Written:
+    async def modify(
+        self, cmd: ModifyThing, auth: AuthContext, *, on_queued: Callable[[], None] | None = None
+    ) -> Written:
         """``PUT /things/{id}[/path]``: 201 when the resource was created, else 204."""
         thing_id = parse_thing_id(cmd.thing_id)
         resources.resource_of(cmd.path)
@@ -322,9 +341,11 @@ class TwinService:
                 status=201 if created else 204,
             )
 
-        return await self._submit(write)
+        return await self._submit(write, on_queued)
 
-    async def create(self, cmd: CreateThing, auth: AuthContext) -> Written:
+    async def create(
+        self, cmd: CreateThing, auth: AuthContext, *, on_queued: Callable[[], None] | None = None
+    ) -> Written:
         """``POST /things``: a new thing with a generated id (201)."""
         namespace = DEFAULT_NAMESPACE if cmd.namespace is None else cmd.namespace
         if not isinstance(cmd.value, dict):
@@ -345,9 +366,11 @@ class TwinService:
                 w, auth, thing_id, new, _iso(timestamp), cmd.initial_policy, cmd.copy_policy_from
             )
 
-        return await self._submit(write)
+        return await self._submit(write, on_queued)
 
-    async def merge(self, cmd: MergeThing, auth: AuthContext) -> Written:
+    async def merge(
+        self, cmd: MergeThing, auth: AuthContext, *, on_queued: Callable[[], None] | None = None
+    ) -> Written:
         """``PATCH /things/{id}[/path]`` (RFC 7396): 204, or 201 when a root merge created the thing."""
         thing_id = parse_thing_id(cmd.thing_id)
         resources.resource_of(cmd.path)
@@ -377,9 +400,11 @@ class TwinService:
                 self._check_policy_exists(w, new)
             return self._commit(w, stored, new, now, "merged", cmd.path, patch, auth, status=204)
 
-        return await self._submit(write)
+        return await self._submit(write, on_queued)
 
-    async def delete(self, cmd: DeleteThing, auth: AuthContext) -> Written:
+    async def delete(
+        self, cmd: DeleteThing, auth: AuthContext, *, on_queued: Callable[[], None] | None = None
+    ) -> Written:
         """``DELETE /things/{id}[/path]`` (204). Deleting a thing keeps its policy (Ditto)."""
         thing_id = parse_thing_id(cmd.thing_id)
         resources.resource_of(cmd.path)
@@ -414,7 +439,7 @@ class TwinService:
             new = resources.apply_delete(public, thing_id, cmd.path)
             return self._commit(w, stored, new, now, "deleted", cmd.path, None, auth, status=204, etag=False)
 
-        return await self._submit(write)
+        return await self._submit(write, on_queued)
 
     # --------------------------------------------------------------- policies
 
@@ -454,7 +479,9 @@ class TwinService:
             view_at = apply_fields(view_at, cmd.fields)
         return Retrieved(view_at, etag_or_none)
 
-    async def modify_policy(self, cmd: ModifyPolicy, auth: AuthContext) -> Written:
+    async def modify_policy(
+        self, cmd: ModifyPolicy, auth: AuthContext, *, on_queued: Callable[[], None] | None = None
+    ) -> Written:
         """``PUT /policies/{id}[/path]``: 201 when created, else 204.
 
         Raises:
@@ -492,10 +519,12 @@ class TwinService:
             self._check_manageable(new, auth, now, allow_lockout=cmd.allow_lockout)
             return self._store_policy(w, stored, new, now, cmd.path, status=201 if created else 204), None
 
-        result, _ = await self._writer.submit(write)
+        result, _ = await self._writer.submit(write, on_queued=on_queued)
         return result
 
-    async def delete_policy(self, cmd: DeletePolicy, auth: AuthContext) -> Written:
+    async def delete_policy(
+        self, cmd: DeletePolicy, auth: AuthContext, *, on_queued: Callable[[], None] | None = None
+    ) -> Written:
         """``DELETE /policies/{id}[/path]`` (204). Things governed by a deleted policy become inaccessible."""
         policy_id = parse_policy_id(cmd.policy_id)
         policy_resource_of(cmd.path)
@@ -528,7 +557,7 @@ class TwinService:
             self._check_manageable(new, auth, now, allow_lockout=True)
             return self._store_policy(w, stored, new, now, cmd.path, status=204, etag=False), None
 
-        result, _ = await self._writer.submit(write)
+        result, _ = await self._writer.submit(write, on_queued=on_queued)
         return result
 
     def _policy_writer(self, w: ReadTxn, policy_id: str, path: Pointer, auth: AuthContext, now: str) -> None:
@@ -588,12 +617,16 @@ class TwinService:
 
     # ---------------------------------------------------------------- helpers
 
-    async def _submit(self, write: Callable[[WriteTxn], tuple[Written, ThingEvent]]) -> Written:
+    async def _submit(
+        self,
+        write: Callable[[WriteTxn], tuple[Written, ThingEvent]],
+        on_queued: Callable[[], None] | None = None,
+    ) -> Written:
         def journaled(w: WriteTxn) -> tuple[Written, ThingEvent]:
             written, event = write(w)
             return written, self._journal(w, event)
 
-        result, _ = await self._writer.submit(journaled, after_commit=self._publish)
+        result, _ = await self._writer.submit(journaled, after_commit=self._publish, on_queued=on_queued)
         return result
 
     def _journal(self, w: WriteTxn, event: ThingEvent) -> ThingEvent:
@@ -618,6 +651,58 @@ class TwinService:
         oldest = _iso(_epoch(event.timestamp) - self._journal_max_age_s)
         journal.prune(w, max_events=self._journal_max_events, oldest_timestamp=oldest)
         return replace(event, seq=seq, policy_id=policy_id)
+
+    # ------------------------------------------------------------------ live
+
+    def snapshot(self, thing_id: str) -> TwinSnapshot | None:
+        """The stored thing and its policy entries, read in one short transaction (``None``: no such thing).
+
+        Raises:
+            InvalidInput: ``things:id.invalid``.
+        """
+        thing_id = parse_thing_id(thing_id)
+        with self._store.read() as r:
+            stored = get_thing(r, thing_id)
+            if stored is None:
+                return None
+            entries = get_policy_entries(r, str(stored.get("policyId", "")))
+        return TwinSnapshot(thing_id, stored, entries)
+
+    def enforcer(self, snapshot: TwinSnapshot, auth: AuthContext) -> Enforcer | None:
+        """``auth``'s enforcer under the snapshot's policy (``None``: the policy is gone)."""
+        if snapshot.entries is None:
+            return None
+        return self._enforcers.get(
+            snapshot.entries, auth.subjects, namespace_of(snapshot.thing_id), self._iso_now
+        )
+
+    def view(self, snapshot: TwinSnapshot, enforcer: Enforcer) -> dict[str, Json]:
+        """What the enforcer's subjects may READ of the snapshot's thing, hidden fields kept (for filters)."""
+        stored = snapshot.stored
+        if enforcer.unrestricted("thing", (), "READ"):
+            return _with_hidden(stored)
+        view = self._readable(enforcer, stored)
+        return _with_hidden({**view, **{k: v for k, v in stored.items() if k.startswith("_")}})
+
+    def check_condition(self, snapshot: TwinSnapshot, condition: str | None, enforcer: Enforcer) -> None:
+        """Ditto's ``condition`` on a live command or message, evaluated on the twin (ditto.md §8).
+
+        Raises:
+            InvalidInput: ``things:condition.invalid``.
+            PreconditionFailed: ``things:condition.failed`` (not met, or its fields are not readable).
+        """
+        self._check_condition(Preconditions(condition=condition), snapshot.stored, self._iso_now(), enforcer)
+
+    def live_condition_holds(self, snapshot: TwinSnapshot, condition: str, enforcer: Enforcer) -> bool:
+        """Whether the smart channel's ``live-channel-condition`` holds on the twin (ditto.md §1.10).
+
+        Raises:
+            InvalidInput: ``things:condition.invalid`` for malformed RQL.
+            PreconditionFailed: ``things:condition.failed`` when the caller may not READ its fields.
+        """
+        return self._condition_holds(
+            condition, snapshot.stored, self._iso_now(), enforcer, what="live channel condition"
+        )
 
     # ---------------------------------------------------------------- events
 
@@ -972,20 +1057,28 @@ class TwinService:
             raise
 
     @staticmethod
-    def _check_condition(pre: Preconditions, stored: dict[str, Json], now: str, enforcer: Enforcer) -> None:
-        if pre.condition is None:
-            return
+    def _condition_holds(
+        condition: str, stored: dict[str, Json], now: str, enforcer: Enforcer, *, what: str = "condition"
+    ) -> bool:
         try:
-            node = rql.parse_filter(pre.condition)
+            node = rql.parse_filter(condition)
         except RqlSyntaxError as err:
             raise InvalidInput(
-                f"The specified condition '{pre.condition}' is invalid: {err.message}",
+                f"The specified {what} '{condition}' is invalid: {err.message}",
                 description="Check the condition's RQL syntax (see Ditto's RQL documentation).",
                 error_code="things:condition.invalid",
             ) from None
         if not enforcer.may_read_fields(rql.referenced_fields(node)):
-            raise condition_unreadable()
-        if not rql.evaluate(node, _with_hidden(stored), now=now):
+            raise condition_unreadable(what)
+        return rql.evaluate(node, _with_hidden(stored), now=now)
+
+    @classmethod
+    def _check_condition(
+        cls, pre: Preconditions, stored: dict[str, Json], now: str, enforcer: Enforcer
+    ) -> None:
+        if pre.condition is None:
+            return
+        if not cls._condition_holds(pre.condition, stored, now, enforcer):
             raise PreconditionFailed(
                 "The specified condition does not match the state of the requested Thing.",
                 description="Check if the condition is correct.",

@@ -76,9 +76,17 @@ class StoreWriter:
         self._largest = 0
 
     async def submit(
-        self, op: Callable[[WriteTxn], T], *, after_commit: Callable[[T], None] | None = None
+        self,
+        op: Callable[[WriteTxn], T],
+        *,
+        after_commit: Callable[[T], None] | None = None,
+        on_queued: Callable[[], None] | None = None,
     ) -> T:
         """Run ``op`` in the next group commit and return its result once it is durable.
+
+        ``on_queued`` is called as soon as ``op`` has its place in the queue: writes queued in some order
+        are applied in that order, so a caller that pipelines (one WebSocket sending many commands) may
+        hand over the next write then, without waiting for this one to be durable.
 
         Raises:
             Unavailable: the writer is stopping.
@@ -90,6 +98,8 @@ class StoreWriter:
             await self._send.send(pending)
         except trio.ClosedResourceError:
             raise Unavailable("The store is shutting down; the write was not applied.") from None
+        if on_queued is not None:
+            on_queued()
         # If the caller is cancelled now, the write may still commit: like any database, a write that
         # was handed over cannot be taken back.
         await pending.done.wait()

@@ -24,9 +24,13 @@ How an adapter uses it, per incoming frame::
         reply = error_envelope(request_or_none, translate_error(mapped, err) if mapped else err)
     if mapped.response_required: send(reply)
 
+* ``live`` (:mod:`edgetwin.protocol.live`): the live commands and messages devices receive, whether an
+  envelope answers one (``answer_problem``), and Ditto's durations. ``to_command(envelope, channel="live")``
+  maps a live thing command; live events and messages are forwarded as envelopes.
+
 Not supported: search over the protocol (``_/_/things/twin/search/...``: refused with
-``protocoladapter:unknown.topicpath``), ``migrate``, ``connections`` topics, policy announcements. Live
-commands, live events, messages and acks are parsed as envelopes but not mapped: the adapter forwards them.
+``protocoladapter:unknown.topicpath``), ``migrate``, ``connections`` topics, policy announcements and
+acknowledgements other than the built-in ``live-response``.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ from edgetwin.core.commands import (
     Written,
 )
 from edgetwin.errors import Conflict, InvalidInput, PreconditionFailed
-from edgetwin.protocol.envelope import PLACEHOLDER, Envelope, Topic
+from edgetwin.protocol.envelope import PLACEHOLDER, Channel, Envelope, Topic
 from edgetwin.twin.fields import parse_fields
 from edgetwin.twin.ids import name_of, namespace_of, parse_feature_id, parse_thing_id
 from edgetwin.twin.pointer import MISSING, Json, Missing, Pointer, format_pointer, parse_pointer
@@ -108,12 +108,14 @@ class ProtocolCommand:
     client_preconditions: bool = False
 
 
-def to_command(envelope: Envelope) -> ProtocolCommand:
-    """Map a twin command envelope to a core command.
+def to_command(envelope: Envelope, *, channel: Channel = "twin") -> ProtocolCommand:
+    """Map a twin command envelope (or, with ``channel="live"``, a live thing command) to a core command.
 
     Args:
         envelope: a parsed envelope whose topic is ``…/things/twin/commands/<action>`` or
-            ``…/policies/commands/<action>``.
+            ``…/policies/commands/<action>``; with ``channel="live"``, ``…/things/live/commands/<action>``
+            (the command a device is asked to carry out: same paths and values as on the twin).
+        channel: which channel the topic must be on.
 
     Returns:
         The mapped command and its protocol-level flags.
@@ -127,7 +129,13 @@ def to_command(envelope: Envelope) -> ProtocolCommand:
             ``header.invalid``.
     """
     topic = envelope.topic
-    if topic.criterion != "commands" or topic.channel == "live" or topic.action in (None, "migrate"):
+    wanted = channel if topic.group == "things" else None
+    if (
+        topic.criterion != "commands"
+        or topic.channel != wanted
+        or (wanted is None and channel == "live")  # policies have no live channel
+        or topic.action in (None, "migrate")
+    ):
         raise _not_a_twin_command(topic)
     action = topic.action
     assert action is not None  # checked above

@@ -13,9 +13,11 @@ import pytest
 import trio
 
 from edgetwin.api.auth import Authenticator
+from edgetwin.api.live import LiveHttp
 from edgetwin.api.things import ThingsApi
-from edgetwin.config import AuthSettings, PreAuthenticatedSettings, User
+from edgetwin.config import AuthSettings, LiveSettings, PreAuthenticatedSettings, User
 from edgetwin.core.bus import EventBus
+from edgetwin.core.live import LiveRouter
 from edgetwin.core.passwords import hash_password
 from edgetwin.core.service import TwinService
 from edgetwin.core.writer import StoreWriter
@@ -44,6 +46,7 @@ class Api:
     app: ThingsApi
     authenticator: Authenticator
     service: TwinService
+    live: LiveRouter
 
     def client(
         self, *, client_addr: str = "127.0.0.1", headers: dict[str, str] | None = None
@@ -63,7 +66,9 @@ async def open_api(path: Path) -> AsyncIterator[Api]:
         authenticator = Authenticator(AUTH_SETTINGS)
         async with trio.open_nursery() as nursery:
             await nursery.start(writer.serve)
-            yield Api(ThingsApi(service, authenticator), authenticator, service)
+            live = LiveRouter(service)
+            app = ThingsApi(service, authenticator, live=LiveHttp(live, LiveSettings()))
+            yield Api(app, authenticator, service, live)
             writer.close()
 
 

@@ -63,6 +63,6 @@ async def test_things_api_over_a_real_socket(api: Api) -> None:
                 assert r.status_code == 401
                 r = await client.get("/health")  # not ours: still EdgeAsgi's health front
                 assert "services" in r.json()
-                r = await client.get("/api/2/things/org.eclipse.ditto:sock/inbox/messages/hi")
+                r = await client.get("/api/2/things/org.eclipse.ditto:sock/migrateDefinition")
                 assert (r.status_code, r.json()["error"]) == (404, "resource.notfound")  # Quart's 404
             stop.set()

@@ -178,14 +178,14 @@ async def _started(stream: Stream) -> None:
     assert (b"content-type", b"text/event-stream") in start["headers"]
 
 
-def test_handles_only_thing_streams() -> None:
+def test_handles_only_event_streams() -> None:
     sse = [(b"accept", b"text/event-stream")]
     assert handles("GET", "/api/2/things", sse)
     assert handles("GET", f"/api/2/things/{T}/attributes/a", sse)
     assert not handles("GET", "/api/2/things", [(b"accept", b"*/*")])
     assert not handles("PUT", "/api/2/things", sse)
-    assert not handles("GET", f"/api/2/things/{T}/inbox/messages/x", sse)
-    assert not handles("GET", f"/api/2/things/{T}/features/f/outbox/messages/x", sse)
+    assert handles("GET", f"/api/2/things/{T}/inbox/messages/x", sse)  # message streams (issue 6)
+    assert handles("GET", f"/api/2/things/{T}/features/f/outbox/messages/x", sse)
     assert not handles("GET", "/api/2/thingsx", sse)
 
 
