@@ -18,13 +18,14 @@ Live channel (issue 6, ditto.md §7.5): ``START-SEND-LIVE-COMMANDS`` / ``-LIVE-E
 attach the session to the :class:`~edgetwin.core.live.LiveRouter` as a receiver (with ``namespaces`` and
 ``filter``). A frame on ``…/things/live/commands/<action>`` or ``…/things/live/messages/<subject>`` with a
 ``status`` (or on ``…/things/live/errors``) answers a request this session received; without a status it is
-a live command or message this session sends, answered (or 408) on its own task, so the reader never waits
-for a device; ``…/things/live/events/<action>`` is forwarded to ``START-SEND-LIVE-EVENTS`` sessions. An
+a live command or message this session sends, answered (or 408) through the router's callback and this
+session's one heap of deadlines, so the reader never waits for a device and a pending request costs no task;
+``…/things/live/events/<action>`` is forwarded to ``START-SEND-LIVE-EVENTS`` sessions. An
 answer nobody waits for is dropped; if it asked for a response (``response-required: true``) it gets a 400
 ``protocoladapter:illegal.adaptable`` error naming why.
 
-Tasks per session: the reader (frames in), the writer (frames out, from one bounded channel), the expiry
-watch, one task per command in flight, and, while events are requested, the event pump (bus → the caller's
+Tasks per session: the reader (frames in), the writer (frames out, bounded in bytes), the expiry watch, the
+live deadlines, one task per twin command in flight, and, while events are requested, the event pump (bus → the caller's
 READ view → filter → writer).
 Nothing blocks a publisher: the bus drops a subscriber that falls behind, and a session whose outgoing
 channel is full is told why (an error envelope, if the peer still reads at all) and closed, instead of
@@ -35,11 +36,15 @@ growing memory. A session authenticated by a JWT is closed the same way when the
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import logging
+import math
 import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs
 
@@ -80,7 +85,7 @@ if TYPE_CHECKING:
 
     from edgetwin.api.auth import Authenticator
     from edgetwin.core.events import ThingEvent
-    from edgetwin.core.live import LiveRouter, LiveSignal, Stream
+    from edgetwin.core.live import LiveAnswer, LiveRouter, LiveSignal, LiveTicket, Stream
     from edgetwin.core.service import TwinService
     from edgetwin.protocol import Envelope, ProtocolCommand
 
@@ -90,8 +95,9 @@ logger = logging.getLogger(__name__)
 
 WS_PATH: Final = "/ws/2"
 MAX_FRAME_CHARS: Final = 256 * 1024
-OUTGOING_BUFFER: Final = 1024
-"""Frames a session may have waiting to be sent before it is closed as too slow."""
+OUTGOING_BYTES: Final = 4 * 1024 * 1024
+"""Bytes of frames a session may have waiting to be sent before it is closed as too slow: room for a burst
+(thousands of live commands to one device at once) without letting a peer that stopped reading grow memory."""
 FLUSH_TIMEOUT_S: Final = 1.0
 """How long a session that ends may take to send what it still has queued (and the reason it ends)."""
 CLOSE_NORMAL: Final = 1000
@@ -131,7 +137,7 @@ class WebSocketApi:
         authenticator: the same authenticator as HTTP.
         live: the live router (live commands, live events and messages); without it they are refused.
         live_settings: ``[live]`` (timeouts of the live requests a session sends).
-        outgoing_buffer: frames a session may have queued for its peer before it is closed as too slow.
+        outgoing_bytes: bytes of frames a session may have queued for its peer before it is closed as too slow.
         clock: seconds since the epoch, compared with a token's ``exp`` (tests may shift it).
     """
 
@@ -142,16 +148,16 @@ class WebSocketApi:
         *,
         live: LiveRouter | None = None,
         live_settings: LiveSettings | None = None,
-        outgoing_buffer: int = OUTGOING_BUFFER,
+        outgoing_bytes: int = OUTGOING_BYTES,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if outgoing_buffer < 1:
-            raise ValueError("outgoing_buffer must be at least 1")
+        if outgoing_bytes < 1:
+            raise ValueError("outgoing_bytes must be at least 1")
         self._service = service
         self._authenticator = authenticator
         self._live = live
         self._live_settings = live_settings if live_settings is not None else LiveSettings()
-        self._outgoing_buffer = outgoing_buffer
+        self._outgoing_bytes = outgoing_bytes
         self._clock = clock
         self._closing = trio.Event()
 
@@ -184,7 +190,7 @@ class WebSocketApi:
             request.client_host,
             live=self._live,
             live_settings=self._live_settings,
-            buffer=self._outgoing_buffer,
+            buffer=self._outgoing_bytes,
             clock=self._clock,
         )
         await session.run(receive, send, self._closing)
@@ -224,11 +230,19 @@ class _Session:
         self._token_changed = trio.Event()
         self._clock = clock
         self._host = host
-        self._out_send, self._out_receive = trio.open_memory_channel[str](buffer)
+        # Unbounded as a channel, bounded in bytes by _emit: a frame count would be either too small for a
+        # burst of small frames or too large for big ones.
+        self._out_send, self._out_receive = trio.open_memory_channel[str](math.inf)
+        self._out_limit = buffer
+        self._out_bytes = 0
         self._events: _EventSubscription | None = None
         self._in_flight = trio.Semaphore(MAX_PIPELINED)
         self._order: deque[_Slot] = deque()
         self._last_write: _Slot | None = None
+        # This session's live requests: (deadline, order, ticket), earliest first.
+        self._deadlines: list[tuple[float, int, LiveTicket]] = []
+        self._deadline_order = itertools.count()
+        self._deadline_moved = trio.Event()
         self._events_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
         self._failure: EdgeTwinError | None = None
@@ -242,6 +256,8 @@ class _Session:
                 self._nursery = nursery
                 nursery.start_soon(_cancel_when, closing, nursery.cancel_scope)
                 nursery.start_soon(self._watch_expiry)
+                if self._live is not None:
+                    nursery.start_soon(self._expire_live_requests, self._live)
                 try:
                     await self._reader(receive)
                 finally:
@@ -280,9 +296,8 @@ class _Session:
             with contextlib.suppress(trio.WouldBlock):
                 while True:
                     self._out_receive.receive_nowait()
-            frame = orjson.dumps(error_envelope(None, self._failure)).decode()
-            with contextlib.suppress(trio.WouldBlock):
-                self._out_send.send_nowait(frame)
+            self._out_bytes = 0
+            self._out_send.send_nowait(orjson.dumps(error_envelope(None, self._failure)).decode())
         self._out_send.close()
 
     # -------------------------------------------------------------- frames
@@ -290,10 +305,11 @@ class _Session:
     def _emit(self, frame: str) -> None:
         if self._failure is not None:
             return
-        try:
-            self._out_send.send_nowait(frame)
-        except trio.WouldBlock:
+        if self._out_bytes + len(frame) > self._out_limit:
             self._fail(_too_slow(), CLOSE_TRY_AGAIN_LATER)
+            return
+        self._out_bytes += len(frame)
+        self._out_send.send_nowait(frame)
 
     async def _writer(self, send: Any, scope: trio.CancelScope) -> None:
         async for frame in self._out_receive:
@@ -302,6 +318,7 @@ class _Session:
             except Exception:  # the peer is gone: end the session
                 scope.cancel()
                 return
+            self._out_bytes -= len(frame)
 
     async def _reader(self, receive: Any) -> None:
         while True:
@@ -476,8 +493,7 @@ class _Session:
         except EdgeTwinError as err:
             self._error(envelope, err)
             return
-        assert self._nursery is not None
-        self._nursery.start_soon(self._live_request, live, envelope, timeout_s)
+        self._live_request(live, envelope, timeout_s)
 
     def _live_timeout(self, envelope: Envelope) -> float:
         raw = envelope.header("timeout")
@@ -491,39 +507,75 @@ class _Session:
             )
         return parse_timeout(raw, maximum=self._live_settings.max_timeout_s, error_code="timeout.invalid")
 
-    async def _live_request(self, live: LiveRouter, envelope: Envelope, timeout_s: float) -> None:
-        """Send a live command or message and relay its answer (or the 408) to this session."""
-        required = envelope.header("response-required") not in (False, "false")
-        if timeout_s == 0:
-            required = False
+    def _live_request(self, live: LiveRouter, envelope: Envelope, timeout_s: float) -> None:
+        """Send a live command or message; its answer (or the 408 at its deadline) comes back to this session.
+
+        Nothing waits here: the request is a ticket in the router and a deadline in this session's heap.
+        """
+        required = envelope.header("response-required") not in (False, "false") and timeout_s > 0
         auth = self._auth
-        headers = {**envelope.headers, "ditto-originator": auth.originator, "channel": "live"}
-        outgoing = replace(envelope, headers=headers)
+        outgoing = replace(
+            envelope, headers={**envelope.headers, "ditto-originator": auth.originator, "channel": "live"}
+        )
+        cmd = None
         try:
             if envelope.topic.criterion == "messages":
-                answer = await live.message(
+                ticket = live.start_message(
                     message_of(envelope),
                     outgoing,
                     auth,
-                    timeout_s=timeout_s,
+                    on_done=partial(self._live_done, envelope, None),
                     response_required=required,
                     origin=self,
                 )
             else:
-                translated = to_command(envelope, channel="live")
-                answer = await live.command(
-                    translated.command,  # type: ignore[arg-type]
+                cmd = to_command(envelope, channel="live").command
+                ticket = live.start_command(
+                    cmd,  # type: ignore[arg-type]
                     outgoing,
                     auth,
-                    timeout_s=timeout_s,
+                    on_done=partial(self._live_done, envelope, cmd),
                     response_required=required,
                     origin=self,
                 )
         except EdgeTwinError as err:
             self._error(envelope, err)
             return
-        if answer is not None:
-            self._emit(orjson.dumps(replace(answer.envelope, value=answer.value).to_json()).decode())
+        if ticket is not None:
+            deadline = trio.current_time() + timeout_s
+            if not self._deadlines or deadline < self._deadlines[0][0]:
+                self._deadline_moved.set()
+            heapq.heappush(self._deadlines, (deadline, next(self._deadline_order), ticket))
+
+    def _live_done(self, envelope: Envelope, cmd: object, outcome: LiveAnswer | EdgeTwinError) -> None:
+        """The outcome of a live request this session sent: relay it (called by whoever answered)."""
+        if isinstance(outcome, EdgeTwinError):
+            self._error(envelope, outcome)
+            return
+        self._emit(orjson.dumps(replace(outcome.envelope, value=outcome.value).to_json()).decode())
+        live = self._live
+        if (
+            isinstance(cmd, RetrieveThing)
+            and live is not None
+            and live.update_twin
+            and self._nursery is not None
+        ):
+            self._nursery.start_soon(live.update_twin_with, cmd, outcome, self._auth)
+
+    async def _expire_live_requests(self, live: LiveRouter) -> None:
+        """One task for all of this session's live deadlines: sleeps until the earliest, then expires it."""
+        try:
+            while True:
+                now = trio.current_time()
+                while self._deadlines and self._deadlines[0][0] <= now:
+                    live.expire(heapq.heappop(self._deadlines)[2])  # a no-op for an answered request
+                self._deadline_moved = trio.Event()
+                with trio.move_on_at(self._deadlines[0][0] if self._deadlines else math.inf):
+                    await self._deadline_moved.wait()
+        finally:
+            for _, _, ticket in self._deadlines:  # the session ends: nobody waits for these any more
+                live.cancel(ticket)
+            self._deadlines.clear()
 
     # ------------------------------------------------------------ control
 

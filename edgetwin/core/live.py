@@ -22,9 +22,13 @@ through one :class:`LiveRouter`, whichever adapter it came from (HTTP, WebSocket
   correlation-id cannot answer in the device's place) and :func:`~edgetwin.protocol.live.answer_problem`
   finds nothing wrong with it. Late, duplicate and unknown answers are dropped, counted and logged, never
   handed to another caller. A second request with a correlation-id that is still pending is 409.
-* **Deadlines** are Trio cancel scopes (a heap in the run loop): a pending request costs a sleeping task and
-  nothing more until its deadline, which ends it with 408 ``command.timeout`` (naming an invalid answer, if
-  one came). As in Ditto, the caller waits for the timeout even when no device is connected. At most
+* **Deadlines** belong to the caller. :meth:`LiveRouter.start_command` / :meth:`~LiveRouter.start_message`
+  register the request and return at once; the outcome goes to a callback when an answer comes, or with 408
+  ``command.timeout`` (naming an invalid answer, if one came) when the caller calls :meth:`~LiveRouter.
+  expire` at its deadline. A pending request is a small record, not a task: a WebSocket session keeps one
+  heap of deadlines for all its requests, and :meth:`~LiveRouter.command` / :meth:`~LiveRouter.message`
+  wait in the caller's task with a Trio cancel scope (a heap in the run loop). Nothing runs until a
+  deadline passes. As in Ditto, the caller waits for the timeout even when no device is connected. At most
   ``max_pending`` requests wait at once; more are 429.
 * **On the way back** a live retrieve's value is reduced to what the caller may READ. With
   ``update_twin`` (Ditto's ``UpdateTwinWithLiveResponse``), a successful live retrieve's value is also
@@ -35,6 +39,7 @@ through one :class:`LiveRouter`, whichever adapter it came from (HTTP, WebSocket
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal, Protocol
 
@@ -63,6 +68,8 @@ __all__ = [
     "LiveFilter",
     "LiveRouter",
     "LiveSignal",
+    "LiveTicket",
+    "OnDone",
     "Receiver",
     "Stream",
 ]
@@ -135,13 +142,31 @@ class LiveAnswer:
     content_type: str | None
 
 
+OnDone = Callable[[LiveAnswer | EdgeTwinError], None]
+
+
 @dataclass(slots=True, eq=False)
-class _Pending:
+class LiveTicket:
+    """A live request waiting for its answer (:meth:`LiveRouter.start_command`)."""
+
+    correlation_id: str
     request: Envelope
+    on_done: OnDone
+    finish: Callable[[Envelope], LiveAnswer]
     recipients: set[int] = field(default_factory=set)
-    done: trio.Event = field(default_factory=trio.Event)
-    answer: Envelope | None = None
     problem: str | None = None
+
+
+@dataclass(slots=True, eq=False)
+class _Waiter:
+    """Where an awaiting caller's outcome lands."""
+
+    event: trio.Event = field(default_factory=trio.Event)
+    outcome: LiveAnswer | EdgeTwinError | None = None
+
+    def set(self, outcome: LiveAnswer | EdgeTwinError) -> None:
+        self.outcome = outcome
+        self.event.set()
 
 
 class LiveRouter:
@@ -161,7 +186,7 @@ class LiveRouter:
         self._max_pending = max_pending
         self.update_twin = update_twin
         self._receivers: dict[Stream, dict[Receiver, LiveFilter]] = {stream: {} for stream in STREAMS}
-        self._pending: dict[str, _Pending] = {}
+        self._pending: dict[str, LiveTicket] = {}
         self.delivered = 0
         self.answered = 0
         self.dropped_answers = 0
@@ -203,38 +228,40 @@ class LiveRouter:
             raise resources.not_found(snapshot.thing_id, ())
         return self._service.live_condition_holds(snapshot, condition, enforcer)
 
-    async def command(
+    def start_command(
         self,
         cmd: LiveCommand,
         envelope: Envelope,
         auth: AuthContext,
         *,
-        timeout_s: float,
+        on_done: OnDone,
         response_required: bool = True,
         origin: Receiver | None = None,
-        update_twin: bool | None = None,
-    ) -> LiveAnswer | None:
-        """Send a live command to the devices and wait for the first valid answer.
+    ) -> LiveTicket | None:
+        """Check and deliver a live command; its outcome will go to ``on_done`` (without waiting here).
+
+        The caller owns the deadline: it calls :meth:`expire` when it passes (``on_done`` then gets the 408),
+        or :meth:`cancel` when it no longer waits. ``on_done`` runs in the context of whoever answers and
+        must not block.
 
         Args:
             cmd: the command (for the permission checks and the READ filter of the answer).
             envelope: what the devices receive (``protocol.live_command_envelope``, or a client's own).
             auth: the caller.
-            timeout_s: how long to wait.
-            response_required: ``False``: deliver and return ``None`` at once.
+            on_done: gets the :class:`LiveAnswer` (its value filtered to what the caller may READ), or the
+                error: the device's error (its status and code) or the 408 from :meth:`expire`.
+            response_required: ``False``: deliver only, return ``None``.
             origin: the sending session (not delivered back to it).
-            update_twin: override :attr:`update_twin` for this request.
 
         Returns:
-            The answer, or ``None`` when no response was required.
+            The pending request, or ``None`` when no response was required.
 
         Raises:
             NotFound: no such thing, or the caller may not see it.
             PolicyDenied: the caller may not modify what the command modifies.
             PreconditionFailed / InvalidInput: the ``condition`` did not hold / is malformed.
             Conflict: a request with this correlation-id is already pending.
-            RequestTimeout: no valid answer in time.
-            EdgeTwinError: the device answered with an error (its status and error code).
+            EdgeTwinError: 429 ``too.many.requests`` when ``max_pending`` requests wait already.
         """
         snapshot = self._snapshot(cmd.thing_id)
         enforcer = self._service.enforcer(snapshot, auth)
@@ -242,35 +269,34 @@ class LiveRouter:
         assert enforcer is not None  # _check_command refuses a missing enforcer
         if cmd.preconditions.condition is not None:
             self._service.check_condition(snapshot, cmd.preconditions.condition, enforcer)
-        answer = await self._request(
-            "live-commands", snapshot, cmd.path, "thing", envelope, timeout_s, response_required, origin
-        )
-        if answer is None:
-            return None
-        value = answer.value
-        if isinstance(cmd, RetrieveThing) and value is not MISSING:
-            if update_twin if update_twin is not None else self.update_twin:
-                await self._update_twin(cmd, value, auth)
-            value = _readable(enforcer, cmd, value)
-        return _answer(answer, value)
 
-    async def message(
+        def finish(answer: Envelope) -> LiveAnswer:
+            value = answer.value
+            if isinstance(cmd, RetrieveThing) and value is not MISSING:
+                value = _readable(enforcer, cmd, value)
+            return _answer(answer, value)
+
+        return self._start(
+            "live-commands", snapshot, cmd.path, "thing", envelope, response_required, origin, on_done, finish
+        )
+
+    def start_message(
         self,
         message: SendMessage,
         envelope: Envelope,
         auth: AuthContext,
         *,
-        timeout_s: float,
+        on_done: OnDone,
         response_required: bool = True,
         origin: Receiver | None = None,
-    ) -> LiveAnswer | None:
-        """Send a message to its receivers and wait for the first valid answer (ditto.md §5).
+    ) -> LiveTicket | None:
+        """Check and deliver a message (ditto.md §5); as :meth:`start_command`.
 
         Raises:
             NotFound: no such thing, or the caller may see nothing of it.
             PolicyDenied: ``messages:send.notallowed`` without WRITE on the message resource.
             PreconditionFailed / InvalidInput: the ``condition`` did not hold / is malformed.
-            Conflict, RequestTimeout, EdgeTwinError: as for :meth:`command`.
+            Conflict, EdgeTwinError: as for :meth:`start_command`.
         """
         snapshot = self._snapshot(message.thing_id)
         path = message_path(message)
@@ -289,10 +315,106 @@ class LiveRouter:
                 )
             if message.preconditions.condition is not None:
                 self._service.check_condition(snapshot, message.preconditions.condition, enforcer)
-        answer = await self._request(
-            "messages", snapshot, path, "message", envelope, timeout_s, response_required, origin
+        return self._start(
+            "messages", snapshot, path, "message", envelope, response_required, origin, on_done, _plain_answer
         )
-        return None if answer is None else _answer(answer, answer.value)
+
+    async def command(
+        self,
+        cmd: LiveCommand,
+        envelope: Envelope,
+        auth: AuthContext,
+        *,
+        timeout_s: float,
+        response_required: bool = True,
+        origin: Receiver | None = None,
+        update_twin: bool | None = None,
+    ) -> LiveAnswer | None:
+        """Send a live command and wait up to ``timeout_s`` for the first valid answer.
+
+        Returns:
+            The answer, or ``None`` when no response was required.
+
+        Raises:
+            RequestTimeout: no valid answer in time (408 ``command.timeout``).
+            EdgeTwinError: the device's error; and what :meth:`start_command` raises.
+        """
+        waiter = _Waiter()
+        ticket = self.start_command(
+            cmd, envelope, auth, on_done=waiter.set, response_required=response_required, origin=origin
+        )
+        if ticket is None:
+            return None
+        answer = await self._wait(ticket, waiter, timeout_s)
+        if isinstance(cmd, RetrieveThing) and (update_twin if update_twin is not None else self.update_twin):
+            await self.update_twin_with(cmd, answer, auth)
+        return answer
+
+    async def message(
+        self,
+        message: SendMessage,
+        envelope: Envelope,
+        auth: AuthContext,
+        *,
+        timeout_s: float,
+        response_required: bool = True,
+        origin: Receiver | None = None,
+    ) -> LiveAnswer | None:
+        """Send a message and wait up to ``timeout_s`` for the first answer (:meth:`start_message`)."""
+        waiter = _Waiter()
+        ticket = self.start_message(
+            message, envelope, auth, on_done=waiter.set, response_required=response_required, origin=origin
+        )
+        if ticket is None:
+            return None
+        return await self._wait(ticket, waiter, timeout_s)
+
+    async def _wait(self, ticket: LiveTicket, waiter: _Waiter, timeout_s: float) -> LiveAnswer:
+        try:
+            with trio.move_on_after(timeout_s):
+                await waiter.event.wait()
+            self.expire(ticket)  # a no-op when it was answered
+        finally:
+            self.cancel(ticket)  # the caller went away (cancelled): nothing is left behind
+        outcome = waiter.outcome
+        if isinstance(outcome, EdgeTwinError):
+            raise outcome
+        assert outcome is not None
+        return outcome
+
+    def expire(self, ticket: LiveTicket) -> None:
+        """The ticket's deadline passed: unless it was answered, ``on_done`` gets the 408 now."""
+        if self._pending.get(ticket.correlation_id) is not ticket:
+            return
+        del self._pending[ticket.correlation_id]
+        self.timeouts += 1
+        ticket.on_done(_timeout(ticket.problem))
+
+    def cancel(self, ticket: LiveTicket) -> None:
+        """Nobody waits for the ticket any more (its caller left): forget it; ``on_done`` is not called."""
+        if self._pending.get(ticket.correlation_id) is ticket:
+            del self._pending[ticket.correlation_id]
+
+    async def update_twin_with(self, cmd: RetrieveThing, answer: LiveAnswer, auth: AuthContext) -> None:
+        """Ditto's ``UpdateTwinWithLiveResponse``: write a live retrieve's value into the twin, as ``auth``.
+
+        A field selection is not written (it is not the resource); a failure is logged, not raised.
+        """
+        value = answer.envelope.value
+        if answer.status != 200 or value is MISSING:
+            return
+        if cmd.fields is not None:
+            logger.info("live answer of %s not written to the twin: it was a field selection", cmd.thing_id)
+            return
+        try:
+            await self._service.modify(ModifyThing(cmd.thing_id, cmd.path, value), auth)
+        except EdgeTwinError as err:
+            logger.warning(
+                "live answer for %s at %s not written to the twin: %s",
+                cmd.thing_id,
+                format_pointer(cmd.path),
+                err.message,
+            )
 
     def event(self, envelope: Envelope, auth: AuthContext, *, origin: Receiver | None = None) -> None:
         """Forward a live event a device sent (``…/things/live/events/<action>``); it is not persisted.
@@ -349,9 +471,9 @@ class LiveRouter:
             return problem
         assert correlation_id is not None
         del self._pending[correlation_id]
-        pending.answer = envelope
-        pending.done.set()
         self.answered += 1
+        errored = envelope.topic.criterion == "errors"
+        pending.on_done(answer_error(envelope) if errored else pending.finish(envelope))
         return None
 
     # -------------------------------------------------------------- helpers
@@ -362,17 +484,18 @@ class LiveRouter:
             raise resources.not_found(thing_id, ())
         return snapshot
 
-    async def _request(
+    def _start(
         self,
         stream: Stream,
         snapshot: TwinSnapshot,
         path: Pointer,
         resource_type: str,
         envelope: Envelope,
-        timeout_s: float,
         response_required: bool,
         origin: Receiver | None,
-    ) -> Envelope | None:
+        on_done: OnDone,
+        finish: Callable[[Envelope], LiveAnswer],
+    ) -> LiveTicket | None:
         signal = _signal(stream, snapshot.thing_id, path, envelope)
         if not response_required:
             self._deliver(signal, snapshot, resource_type, origin)
@@ -392,21 +515,10 @@ class LiveRouter:
                 error_code="too.many.requests",
                 status=429,
             )
-        pending = _Pending(envelope)
-        self._pending[correlation_id] = pending
-        try:
-            pending.recipients = self._deliver(signal, snapshot, resource_type, origin)
-            with trio.move_on_after(timeout_s):
-                await pending.done.wait()
-        finally:
-            if self._pending.get(correlation_id) is pending:
-                del self._pending[correlation_id]
-        if pending.answer is None:
-            self.timeouts += 1
-            raise _timeout(pending.problem)
-        if pending.answer.topic.criterion == "errors":
-            raise answer_error(pending.answer)
-        return pending.answer
+        ticket = LiveTicket(correlation_id, envelope, on_done, finish)
+        self._pending[correlation_id] = ticket
+        ticket.recipients = self._deliver(signal, snapshot, resource_type, origin)
+        return ticket
 
     def _deliver(
         self, signal: LiveSignal, snapshot: TwinSnapshot, resource_type: str, origin: Receiver | None
@@ -459,20 +571,6 @@ class LiveRouter:
         except ValueError:
             return False
 
-    async def _update_twin(self, cmd: RetrieveThing, value: Json, auth: AuthContext) -> None:
-        if cmd.fields is not None:
-            logger.info("live answer of %s not written to the twin: it was a field selection", cmd.thing_id)
-            return
-        try:
-            await self._service.modify(ModifyThing(cmd.thing_id, cmd.path, value), auth)
-        except EdgeTwinError as err:
-            logger.warning(
-                "live answer for %s at %s not written to the twin: %s",
-                cmd.thing_id,
-                format_pointer(cmd.path),
-                err.message,
-            )
-
 
 def _signal(stream: Stream, thing_id: str, path: Pointer, envelope: Envelope) -> LiveSignal:
     return LiveSignal(stream, thing_id, path, envelope, orjson.dumps(envelope.to_json()).decode())
@@ -511,6 +609,10 @@ def _readable(enforcer: Enforcer, cmd: RetrieveThing, value: Json) -> Json | Mis
     if isinstance(view, dict):
         out.update(view)
     return out
+
+
+def _plain_answer(envelope: Envelope) -> LiveAnswer:
+    return _answer(envelope, envelope.value)
 
 
 def _answer(envelope: Envelope, value: Json | Missing) -> LiveAnswer:

@@ -91,7 +91,11 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
         async with trio.open_nursery() as nursery:
             await nursery.start(writer.serve)
             await service.modify_policy(ModifyPolicy(T, (), {"entries": POLICY}), OWNER)
-            thing: dict[str, Any] = {"policyId": T, "attributes": {"public": 1, "secret": 2}, "features": {"f": {}}}
+            thing: dict[str, Any] = {
+                "policyId": T,
+                "attributes": {"public": 1, "secret": 2},
+                "features": {"f": {}},
+            }
             await service.modify(ModifyThing(T, (), thing), OWNER)
             yield Env(service, LiveRouter(service, max_pending=10_000))
             writer.close()

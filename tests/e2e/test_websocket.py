@@ -398,7 +398,9 @@ class _FakeSocket:
 async def test_a_slow_session_is_closed_and_the_others_get_everything(tmp_path: Path) -> None:
     events = 50
     async with open_api(tmp_path / "data") as api:
-        sessions = WebSocketApi(api.service, api.authenticator, outgoing_buffer=4)
+        sessions = WebSocketApi(
+            api.service, api.authenticator, outgoing_bytes=1000
+        )  # about four event frames
         slow, fast = _FakeSocket(DITTO["Authorization"]), _FakeSocket(DITTO["Authorization"])
         slow_done = trio.Event()
 
@@ -435,7 +437,7 @@ async def test_a_slow_session_is_closed_and_the_others_get_everything(tmp_path: 
 
 async def test_a_peer_that_never_reads_again_does_not_keep_the_session(tmp_path: Path) -> None:
     async with open_api(tmp_path / "data") as api:
-        sessions = WebSocketApi(api.service, api.authenticator, outgoing_buffer=2)
+        sessions = WebSocketApi(api.service, api.authenticator, outgoing_bytes=500)
         peer = _FakeSocket(DITTO["Authorization"])
         done = trio.Event()
 
