@@ -8,15 +8,18 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import trio
 import trio.testing
 
+from edgetwin.api.ws import WebSocketApi
 from edgetwin.core.commands import AuthContext
 from edgetwin.core.live import LiveSignal
 from edgetwin.twin.pointer import MISSING
-from tests.api.conftest import Api
+from tests.api.conftest import DITTO, Api
 from tests.devices import Device
+from tests.e2e.test_websocket import _FakeSocket
 
 T = "org.eclipse.ditto:lamp"
 URL = f"/api/2/things/{T}"
@@ -367,3 +370,54 @@ async def test_an_unanswered_message_is_408_at_its_timeout(
     )
     assert r.status_code == 408
     assert trio.current_time() - start == pytest.approx(540, abs=0.01)
+
+
+# ------------------------------------------------------- WebSocket senders
+
+
+async def test_websocket_live_requests_expire_at_their_own_deadlines(
+    api: Api, device: Device, autojump_clock: trio.testing.MockClock
+) -> None:
+    sessions = WebSocketApi(api.service, api.authenticator, live=api.live)
+    app = _FakeSocket(DITTO["Authorization"])
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sessions, app.scope, app.receive, app.send)
+        start = trio.current_time()
+        for cid, timeout in (("slow", "3s"), ("fast", "1s"), ("answered", "2s")):
+            frame = {
+                "topic": "org.eclipse.ditto/lamp/things/live/commands/retrieve",
+                "path": "/attributes/manufacturer",
+                "headers": {"correlation-id": cid, "timeout": timeout},
+            }
+            await app.say(orjson.dumps(frame).decode())
+        for _ in range(3):
+            signal = await device.next()
+            if signal.envelope.correlation_id == "answered":
+                device.answer(signal, 200, "live")
+        answered = orjson.loads(await app.next_frame())
+        assert (answered["headers"]["correlation-id"], answered["status"], answered["value"]) == (
+            "answered",
+            200,
+            "live",
+        )
+        seen = []
+        for _ in range(2):
+            error = orjson.loads(await app.next_frame())
+            seen.append(
+                (error["headers"]["correlation-id"], error["status"], round(trio.current_time() - start, 3))
+            )
+        assert seen == [("fast", 408, 1.0), ("slow", 408, 3.0)]
+        assert api.live.pending == 0
+        await trio.sleep(10)
+        assert app.frames == []  # the answered request never gets a 408
+        # A session that ends with requests pending leaves nothing behind in the router.
+        frame = {
+            "topic": "org.eclipse.ditto/lamp/things/live/commands/retrieve",
+            "path": "/",
+            "headers": {"correlation-id": "x"},
+        }
+        await app.say(orjson.dumps(frame).decode())
+        await device.next()
+        assert api.live.pending == 1
+        await app.hang_up()
+    assert api.live.pending == 0
