@@ -374,16 +374,9 @@ class SseApi:
         # Subscribe before reading the journal: whatever commits after the journal read is then on the
         # channel (nothing is missed), and whatever is in both is skipped by its sequence number.
         with self._service.subscribe(buffer=settings.subscriber_buffer) as events:
-            headers = [
-                (b"content-type", b"text/event-stream"),
-                (b"cache-control", b"no-cache"),
-                (b"x-accel-buffering", b"no"),
-                (b"correlation-id", correlation_id.encode("latin-1", "replace")),
-            ]
             sent = 0
             try:
-                with trio.fail_after(timeout):
-                    await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await _start(send, correlation_id, timeout)
                 if last_id is not None:
                     sent = await self._replay(emit, auth, stream, last_id, events)
                 while True:
@@ -448,17 +441,8 @@ class SseApi:
     async def _message_stream(self, send: Send, receiver: _MessageReceiver, correlation_id: str) -> None:
         settings = self._settings
         timeout = settings.send_timeout_s
-        headers = [
-            (b"content-type", b"text/event-stream"),
-            (b"cache-control", b"no-cache"),
-            (b"x-accel-buffering", b"no"),
-            (b"correlation-id", correlation_id.encode("latin-1", "replace")),
-        ]
         try:
-            with trio.fail_after(timeout):
-                await send({"type": "http.response.start", "status": 200, "headers": headers})
-                # A first comment puts the head on the wire now (the server sends it with the first body).
-                await send({"type": "http.response.body", "body": b":\n\n", "more_body": True})
+            await _start(send, correlation_id, timeout)
             while True:
                 if self._closing.is_set():
                     chunk, more = b": closed: the server is stopping\n\n", False
@@ -508,15 +492,8 @@ class SseApi:
         self, send: Send, auth: AuthContext, search: _Search, page: SearchResult, correlation_id: str
     ) -> None:
         timeout = self._settings.send_timeout_s
-        headers = [
-            (b"content-type", b"text/event-stream"),
-            (b"cache-control", b"no-cache"),
-            (b"x-accel-buffering", b"no"),
-            (b"correlation-id", correlation_id.encode("latin-1", "replace")),
-        ]
         try:
-            with trio.fail_after(timeout):
-                await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await _start(send, correlation_id, timeout)
             while True:
                 for item in page.items:
                     chunk = search.chunk(item)
@@ -589,6 +566,20 @@ class SseApi:
         if data is None:
             return None
         return b"data:" + data + b"\nid:" + str(event.seq).encode() + b"\n\n"
+
+
+async def _start(send: Send, correlation_id: str, send_timeout_s: float) -> None:
+    """The head of an event stream, then a first comment, which puts the head on the wire now (the server
+    would otherwise hold it until the first event); ``TooSlowError`` after ``send_timeout_s``."""
+    headers = [
+        (b"content-type", b"text/event-stream"),
+        (b"cache-control", b"no-cache"),
+        (b"x-accel-buffering", b"no"),
+        (b"correlation-id", correlation_id.encode("latin-1", "replace")),
+    ]
+    with trio.fail_after(send_timeout_s):
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b":\n\n", "more_body": True})
 
 
 class _MessageReceiver:

@@ -11,7 +11,6 @@ import base64
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,9 +19,7 @@ import pytest
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
-from edgetwin import app
-from tests.conftest import make_settings
-from tests.e2e.test_websocket import USERS, _basic, _receive
+from tests.e2e.test_websocket import _basic, _receive
 
 T = "org.eclipse.ditto:coffee"
 URL = f"/api/2/things/{T}"
@@ -30,20 +27,12 @@ LIVE = "org.eclipse.ditto/coffee/things/live"
 
 
 @pytest.fixture
-async def base(tmp_path: Path) -> AsyncIterator[str]:
-    settings = make_settings(tmp_path, auth=USERS, http={"bind": "127.0.0.1:0", "shutdown_grace_s": 0.2})
-    stop = trio.Event()
-    async with trio.open_nursery() as nursery:
-        ports = await nursery.start(
-            lambda task_status: app.serve(
-                settings, environ={}, shutdown_trigger=stop.wait, task_status=task_status
-            )
-        )
-        async with httpx.AsyncClient(base_url=f"http://{ports.http[0]}", auth=("ditto", "ditto")) as http:
-            r = await http.put(URL, json={"attributes": {"manufacturer": "ACME", "useLive": True}})
-            assert r.status_code == 201
-        yield ports.http[0]
-        stop.set()
+async def coffee(base: str) -> str:
+    """The appliance of ``test_websocket`` with the coffee machine's twin in it; its address."""
+    async with httpx.AsyncClient(base_url=f"http://{base}", auth=("ditto", "ditto")) as http:
+        r = await http.put(URL, json={"attributes": {"manufacturer": "ACME", "useLive": True}})
+        assert r.status_code == 201
+    return base
 
 
 def _http(base: str, user: tuple[str, str] = ("ditto", "ditto")) -> httpx.AsyncClient:
@@ -64,7 +53,8 @@ async def _send(ws: WebSocketConnection, obj: dict[str, Any]) -> None:
     await ws.send_message(orjson.dumps(obj).decode())
 
 
-async def test_live_retrieve_round_trip_through_a_websocket_device(base: str) -> None:
+async def test_live_retrieve_round_trip_through_a_websocket_device(coffee: str) -> None:
+    base = coffee
     async with _device(base, "LIVE-COMMANDS") as device, _http(base) as http, trio.open_nursery() as nursery:
         responses: list[httpx.Response] = []
 
@@ -100,7 +90,8 @@ async def test_live_retrieve_round_trip_through_a_websocket_device(base: str) ->
     assert (r.headers["channel"], r.headers["live-channel-condition-matched"]) == ("live", "true")
 
 
-async def test_message_round_trip_fire_and_forget_and_a_message_stream(base: str) -> None:
+async def test_message_round_trip_fire_and_forget_and_a_message_stream(coffee: str) -> None:
+    base = coffee
     async with _device(base, "MESSAGES") as device, _http(base) as http, trio.open_nursery() as nursery:
         chunks: list[bytes] = []
         stream_open = trio.Event()
@@ -169,7 +160,8 @@ async def test_message_round_trip_fire_and_forget_and_a_message_stream(base: str
         assert (fired["value"], fired["headers"]["response-required"]) == ("1", False)
 
 
-async def test_a_websocket_client_sends_live_commands_and_messages_to_a_device(base: str) -> None:
+async def test_a_websocket_client_sends_live_commands_and_messages_to_a_device(coffee: str) -> None:
+    base = coffee
     async with _device(base, "LIVE-COMMANDS", "MESSAGES", "LIVE-EVENTS") as device:
         async with _device(base, user=("observer", "o")) as observer:
             # The observer may not read the thing: its live command reaches nobody; it gets a 404.
@@ -237,7 +229,8 @@ def _frame(
     return frame
 
 
-async def test_silence_is_408_after_10_s_of_wall_clock(base: str) -> None:
+async def test_silence_is_408_after_10_s_of_wall_clock(coffee: str) -> None:
+    base = coffee
     # As Ditto: the caller waits for the timeout even when no device is connected.
     async with _http(base) as http:
         start = time.monotonic()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,43 +14,18 @@ import pytest
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
-from edgetwin import app
 from edgetwin.api.auth import Authenticator
 from edgetwin.api.ws import WebSocketApi
 from edgetwin.config import AuthSettings, JwtIssuer, hypercorn_config, settings_from_mapping
 from tests.api.conftest import DITTO, open_api
-from tests.conftest import make_settings
+from tests.e2e.conftest import ISSUER, JWT_SECRET
 
-JWT_SECRET = "a-test-secret-of-at-least-32-bytes!"
-ISSUER = "https://issuer.example"
-USERS = {
-    "users": [
-        {"name": "ditto", "password": "ditto"},
-        {"name": "observer", "password": "o"},
-        {"name": "stranger", "password": "s"},
-    ],
-    "jwt": [{"prefix": "hs", "issuer": ISSUER, "secret": JWT_SECRET, "leeway_s": 0}],
-}
 T = "org.eclipse.ditto:ws-thing"
 TOPIC = "org.eclipse.ditto/ws-thing/things/twin/commands"
 
 
 def _basic(user: str, password: str) -> list[tuple[bytes, bytes]]:
     return [(b"Authorization", b"Basic " + base64.b64encode(f"{user}:{password}".encode()))]
-
-
-@pytest.fixture
-async def base(tmp_path: Path) -> AsyncIterator[str]:
-    settings = make_settings(tmp_path, auth=USERS, http={"bind": "127.0.0.1:0", "shutdown_grace_s": 0.2})
-    stop = trio.Event()
-    async with trio.open_nursery() as nursery:
-        ports = await nursery.start(
-            lambda task_status: app.serve(
-                settings, environ={}, shutdown_trigger=stop.wait, task_status=task_status
-            )
-        )
-        yield ports.http[0]
-        stop.set()
 
 
 async def _receive(ws: WebSocketConnection) -> Any:
