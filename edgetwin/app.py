@@ -94,6 +94,7 @@ async def serve(
             EventBus(subscriber_buffer=settings.sse.subscriber_buffer),
             journal_max_events=settings.journal.max_events,
             journal_max_age_s=settings.journal.max_age_s,
+            journal_max_bytes=settings.journal.max_mb * 1024 * 1024,
         )
         # The stop watcher and the watchdog run until cancelled; their scope is cancelled on the way out so
         # that a failed start-up exits at once instead of waiting for a signal.

@@ -104,6 +104,8 @@ class JournalSettings:
     max_events: int = 100_000
     # Events older than this are pruned (7 days).
     max_age_s: float = 604_800.0
+    # The most megabytes of journaled events kept (whichever bound is reached first wins).
+    max_mb: int = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,6 +452,7 @@ def _check(s: Settings) -> None:
 
     _positive(s.journal.max_events, "journal.max_events")
     _positive(s.journal.max_age_s, "journal.max_age_s")
+    _positive(s.journal.max_mb, "journal.max_mb")
     _positive(s.sse.heartbeat_s, "sse.heartbeat_s")
     _positive(s.sse.subscriber_buffer, "sse.subscriber_buffer")
     _positive(s.sse.send_timeout_s, "sse.send_timeout_s")

@@ -178,6 +178,7 @@ class TwinService:
         now: the wall clock (seconds since the epoch); tests pass their own.
         journal_max_events: the event journal keeps at most this many events (``journal.max_events``).
         journal_max_age_s: and none older than this (``journal.max_age_s``).
+        journal_max_bytes: and at most this many bytes of them (``journal.max_mb``).
     """
 
     def __init__(
@@ -189,6 +190,7 @@ class TwinService:
         now: Callable[[], float] = time.time,
         journal_max_events: int = 100_000,
         journal_max_age_s: float = 604_800.0,
+        journal_max_bytes: int | None = None,
     ) -> None:
         self._store = store
         self._writer = writer
@@ -197,6 +199,7 @@ class TwinService:
         self._enforcers = EnforcerCache()
         self._journal_max_events = journal_max_events
         self._journal_max_age_s = journal_max_age_s
+        self._journal_max_bytes = journal_max_bytes
 
     def _iso_now(self) -> str:
         return _iso(self._now())
@@ -649,7 +652,9 @@ class TwinService:
         # The cutoff comes from the event's own time, not the clock: a write function must be pure over its
         # transaction (the writer may replay it after growing the map).
         oldest = _iso(_epoch(event.timestamp) - self._journal_max_age_s)
-        journal.prune(w, max_events=self._journal_max_events, oldest_timestamp=oldest)
+        journal.prune(
+            w, max_events=self._journal_max_events, oldest_timestamp=oldest, max_bytes=self._journal_max_bytes
+        )
         return replace(event, seq=seq, policy_id=policy_id)
 
     # ------------------------------------------------------------------ live

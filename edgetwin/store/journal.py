@@ -13,7 +13,10 @@ Contract:
   in the ``kv`` database (read inside the transaction), not one more than the last key: pruning may empty
   the journal, and numbers must never be reused (a client's ``Last-Event-ID`` would otherwise point at a
   different event after a restart).
-* :func:`prune` removes at most ``batch`` of the oldest records beyond the retention bounds per call, so a
+* The total size of the retained records is kept in ``kv`` too (counted once from the records when a store
+  from before it has none), so the byte bound costs no scan.
+* :func:`prune` removes at most ``batch`` of the oldest records beyond the retention bounds (count, age and
+  bytes) per call, so a
   lowered bound is applied over the next commits instead of in one giant delete that would hold the write
   transaction (and every writer) for seconds.
 * Reads (:func:`iter_from`, :func:`last_seq`, :func:`first_seq`) work in any transaction view; like every
@@ -36,10 +39,11 @@ if TYPE_CHECKING:
     from edgetwin.store.lmdb_store import ReadTxn, WriteTxn
     from edgetwin.twin.pointer import Json, Pointer
 
-__all__ = ["JournalRecord", "append", "first_seq", "iter_from", "last_seq", "prune"]
+__all__ = ["JournalRecord", "append", "first_seq", "iter_from", "last_seq", "prune", "size_bytes"]
 
 _DB: Final = "journal"
 _HIGH_WATER: Final = b"journal\x00last_seq"  # in "kv": the last sequence number ever handed out
+_BYTES: Final = b"journal\x00bytes"  # in "kv": the total size of the retained records
 _SEQ: Final = struct.Struct(">Q")
 PRUNE_BATCH: Final = 64
 
@@ -67,6 +71,14 @@ def last_seq(r: ReadTxn) -> int:
     """The last sequence number handed out (0 when nothing was ever journaled)."""
     raw = r.get("kv", _HIGH_WATER)
     return 0 if raw is None else int(_SEQ.unpack(raw)[0])
+
+
+def size_bytes(r: ReadTxn) -> int:
+    """The total size of the retained records in bytes."""
+    raw = r.get("kv", _BYTES)
+    if raw is None:  # a journal from before the counter: count once
+        return sum(len(value) for _, value in r.items(_DB))
+    return int(_SEQ.unpack(raw)[0])
 
 
 def first_seq(r: ReadTxn) -> int | None:
@@ -101,8 +113,11 @@ def append(
     }
     if correlation_id is not None:
         record["correlationId"] = correlation_id
-    w.put(_DB, _key(seq), orjson.dumps(record))
+    encoded = orjson.dumps(record)
+    total = size_bytes(w) + len(encoded)
+    w.put(_DB, _key(seq), encoded)
     w.put("kv", _HIGH_WATER, _key(seq))
+    w.put("kv", _BYTES, _SEQ.pack(total))
     return seq
 
 
@@ -127,29 +142,42 @@ def iter_from(r: ReadTxn, after_seq: int) -> Iterator[JournalRecord]:
         yield _decode(key, raw)
 
 
-def prune(w: WriteTxn, *, max_events: int, oldest_timestamp: str, batch: int = PRUNE_BATCH) -> int:
+def prune(
+    w: WriteTxn,
+    *,
+    max_events: int,
+    oldest_timestamp: str,
+    max_bytes: int | None = None,
+    batch: int = PRUNE_BATCH,
+) -> int:
     """Remove up to ``batch`` of the oldest records beyond the retention bounds.
 
     Args:
         w: the write transaction (the one that just appended).
         max_events: the most records kept.
         oldest_timestamp: records with an older ``timestamp`` (ISO-8601, same format) are dropped.
+        max_bytes: the most bytes of records kept (``None``: no byte bound).
         batch: the most records removed by this call.
 
     Returns:
         How many records were removed.
     """
     excess = w.count(_DB) - max_events
+    total = size_bytes(w)
+    limit = max_bytes if max_bytes is not None else total
     doomed: list[bytes] = []
     for key, raw in w.items(_DB):
         if len(doomed) >= batch:
             break
-        if len(doomed) < excess or _timestamp_of(raw) < oldest_timestamp:
+        if len(doomed) < excess or total > limit or _timestamp_of(raw) < oldest_timestamp:
             doomed.append(key)
+            total -= len(raw)
             continue
-        break  # records are in commit order, so the rest are young enough and within the count
+        break  # records are in commit order, so the rest are young enough and within the bounds
     for key in doomed:
         w.delete(_DB, key)
+    if doomed:
+        w.put("kv", _BYTES, _SEQ.pack(max(total, 0)))
     return len(doomed)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,3 +145,35 @@ def test_pruning_removes_a_small_batch_per_commit(tmp_path: Path) -> None:
             assert journal.first_seq(r) == 191
             assert journal.last_seq(r) == 200
     assert removed == [journal.PRUNE_BATCH, journal.PRUNE_BATCH, 190 - 2 * journal.PRUNE_BATCH, 0]
+
+
+def test_retention_by_size_keeps_the_newest_bytes(tmp_path: Path) -> None:
+    with Store.open(tmp_path, map_size_mb=16, max_map_size_mb=64) as store:
+
+        def append(i: int) -> Callable[[WriteTxn], int]:
+            def write(w: WriteTxn) -> int:
+                seq = journal.append(
+                    w,
+                    action="modified",
+                    thing_id=T,
+                    path=("attributes", "blob"),
+                    value="x" * 1000,
+                    revision=i + 1,
+                    timestamp="2024-01-01T00:00:00.000000Z",
+                    policy_id=T,
+                )
+                journal.prune(
+                    w, max_events=1000, oldest_timestamp="2000-01-01T00:00:00.000000Z", max_bytes=10_000
+                )
+                return seq
+
+            return write
+
+        for i in range(30):
+            store.commit_batch([append(i)])
+        with store.read() as r:
+            size = journal.size_bytes(r)
+            records = list(journal.iter_from(r, 0))
+            assert size == sum(len(raw) for _, raw in r.items("journal"))  # the counter is exact
+        assert size <= 10_000 < size + size // len(records)  # as many as fit, not one fewer
+        assert [rec.seq for rec in records] == list(range(31 - len(records), 31))  # the newest ones
