@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Final
@@ -21,13 +22,15 @@ import trio
 
 from edgetwin import __version__
 from edgetwin.api.app_factory import create_app
+from edgetwin.api.auth import Authenticator
 from edgetwin.api.server import serve_http
 from edgetwin.core.bus import EventBus
 from edgetwin.core.health import Health
 from edgetwin.core.live import LiveRouter
+from edgetwin.core.mqtt_store import BrokerStore
 from edgetwin.core.service import TwinService
 from edgetwin.core.writer import StoreWriter
-from edgetwin.mqtt.broker import serve_mqtt
+from edgetwin.mqtt.broker import Broker, serve_mqtt
 from edgetwin.store import Store
 from edgetwin.systemd import Notifier, serve_watchdog, watchdog_interval_s
 
@@ -117,8 +120,10 @@ async def serve(
                 async with trio.open_nursery() as services:
                     health.set("mqtt", "starting")
                     health.set("http", "starting")
+                    authenticator = Authenticator(settings.auth)
+                    broker = Broker(settings.mqtt, authenticator, BrokerStore(store, writer, clock=time.time))
                     mqtt = await services.start(
-                        partial(serve_mqtt, settings.mqtt, shutdown_trigger=stop.wait)
+                        partial(serve_mqtt, settings.mqtt, shutdown_trigger=stop.wait, broker=broker)
                     )
                     health.set("mqtt", "up")
                     live = LiveRouter(
@@ -133,6 +138,7 @@ async def serve(
                         sse=settings.sse,
                         live=live,
                         live_settings=settings.live,
+                        authenticator=authenticator,
                     )
                     http = await services.start(
                         partial(serve_http, app, settings.http, shutdown_trigger=stop.wait)

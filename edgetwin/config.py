@@ -126,9 +126,22 @@ class MqttSettings:
 
     bind: str = "127.0.0.1:1883"
     websocket_bind: str = ""
+    # MQTT over TLS on its own port (e.g. "0.0.0.0:8883"); needs both files.
+    tls_bind: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
     allow_anonymous: bool = False
     anonymous_publish: tuple[str, ...] = ()
     anonymous_subscribe: tuple[str, ...] = ()
+    # Limits; a client that hits one is told why (a v5 reason code) and, if need be, disconnected.
+    max_connections: int = 1000
+    max_packet_size: int = 1_048_576
+    max_inflight: int = 20
+    max_queued: int = 1000
+    # A client's keep alive above this is lowered to it (v5 Server Keep Alive); 0 is allowed (no keep alive).
+    max_keep_alive_s: int = 65535
+    # $SYS/broker/... statistics are published this often; 0 = off.
+    sys_interval_s: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,6 +400,26 @@ def _check(s: Settings) -> None:
     parse_bind(s.mqtt.bind, key="mqtt.bind")
     if s.mqtt.websocket_bind:
         parse_bind(s.mqtt.websocket_bind, key="mqtt.websocket_bind")
+    if s.mqtt.tls_bind:
+        parse_bind(s.mqtt.tls_bind, key="mqtt.tls_bind")
+        for key in ("tls_cert_file", "tls_key_file"):
+            file = getattr(s.mqtt, key)
+            if not file:
+                raise ConfigError(f"mqtt.{key}: required when mqtt.tls_bind is set")
+            if not Path(file).is_file():
+                raise ConfigError(f'mqtt.{key}: no such file "{file}"')
+    _positive(s.mqtt.max_connections, "mqtt.max_connections")
+    if not 64 <= s.mqtt.max_packet_size <= 268_435_455:
+        raise ConfigError(
+            f"mqtt.max_packet_size: must be 64 to 268435455 bytes, got {s.mqtt.max_packet_size}"
+        )
+    if not 1 <= s.mqtt.max_inflight <= 65535:
+        raise ConfigError(f"mqtt.max_inflight: must be 1 to 65535, got {s.mqtt.max_inflight}")
+    _positive(s.mqtt.max_queued, "mqtt.max_queued")
+    if not 0 <= s.mqtt.max_keep_alive_s <= 65535:
+        raise ConfigError(f"mqtt.max_keep_alive_s: must be 0 to 65535, got {s.mqtt.max_keep_alive_s}")
+    if s.mqtt.sys_interval_s < 0:
+        raise ConfigError(f"mqtt.sys_interval_s: must not be negative, got {s.mqtt.sys_interval_s:g}")
 
     _positive(s.live.default_timeout_s, "live.default_timeout_s")
     _positive(s.live.max_timeout_s, "live.max_timeout_s")

@@ -38,6 +38,7 @@ def create_app(
     sse: SseSettings | None = None,
     live: LiveRouter | None = None,
     live_settings: LiveSettings | None = None,
+    authenticator: Authenticator | None = None,
 ) -> EdgeAsgi:
     """The ASGI application served by ``api.server``: the front (``/health``, the Things API) before Quart.
 
@@ -48,6 +49,7 @@ def create_app(
         sse: thing change streams (``[sse]``).
         live: the live router (one is made for ``service`` when omitted).
         live_settings: ``[live]``.
+        authenticator: the authenticator shared with the broker (one is made from ``auth`` when omitted).
     """
     app = QuartTrio("edgetwin")
     app.config.update(quart_config())
@@ -77,7 +79,8 @@ def create_app(
     streams = None
     sessions = None
     if service is not None:
-        authenticator = Authenticator(auth if auth is not None else AuthSettings())
+        if authenticator is None:
+            authenticator = Authenticator(auth if auth is not None else AuthSettings())
         live_settings = live_settings if live_settings is not None else LiveSettings()
         if live is None:
             live = LiveRouter(

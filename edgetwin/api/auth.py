@@ -441,6 +441,41 @@ class Authenticator:
         await self._slow_down(client_host)
         raise failure
 
+    async def authenticate_credentials(
+        self, username: str | None, password: bytes | None, *, client_host: str | None = None
+    ) -> tuple[AuthContext, float]:
+        """MQTT CONNECT credentials: a built-in user's name and password, or a JWT as the password (any user
+        name, or none), with the same slow-down as HTTP.
+
+        Args:
+            username: the CONNECT user name.
+            password: the CONNECT password.
+            client_host: the client's address, for the slow-down.
+
+        Returns:
+            The authentication context and until when it holds (a token's ``exp``, else ``math.inf``).
+
+        Raises:
+            Unauthenticated: no such user, a wrong password, or an invalid token.
+        """
+        secret = (password or b"").decode("utf-8", "replace")
+        if (
+            self._token_verifier is not None
+            and secret.count(".") == 2
+            and (username or "") not in self._users
+        ):
+            return await self.authenticate_token_expiring(secret, client_host=client_host)
+        try:
+            user = await self._verify_user(username or "", secret)
+        except Unauthenticated as err:
+            failure = err
+        else:
+            self._slowdown.succeeded(client_host)
+            subject = f"{USER_SUBJECT_PREFIX}:{user.name}"
+            return AuthContext((subject,), None, user.publish, user.subscribe), math.inf
+        await self._slow_down(client_host)
+        raise failure
+
     async def _slow_down(self, client_host: str | None) -> None:
         delay = self._slowdown.failed(client_host)
         if delay > 0:
@@ -468,8 +503,14 @@ class Authenticator:
                 description=_FAILED_DESCRIPTION,
             ) from None
         name, colon, password = decoded.partition(":")
+        if not colon:
+            raise _bad_credentials()
+        return await self._verify_user(name, password)
+
+    async def _verify_user(self, name: str, password: str) -> User:
+        """A built-in user whose password is ``password`` (scrypt verified once, then cached)."""
         user = self._users.get(name)
-        if not colon or user is None:
+        if user is None:
             raise _bad_credentials()
         if user.password:
             if not hmac.compare_digest(password.encode(), user.password.encode()):

@@ -31,7 +31,19 @@ T = TypeVar("T")
 SCHEMA_VERSION: Final = 1
 MB: Final = 1024 * 1024
 # Named databases. "meta" holds the schema version; the others belong to the rooms that use them.
-DATABASES: Final = ("meta", "things", "policies", "policy_entries", "index", "journal", "retained", "kv")
+# A name added here is created when an existing store is opened (no schema version change needed for that).
+DATABASES: Final = (
+    "meta",
+    "things",
+    "policies",
+    "policy_entries",
+    "index",
+    "journal",
+    "retained",
+    "kv",
+    "mqtt_sessions",
+    "mqtt_queue",
+)
 _SCHEMA_KEY: Final = b"schema_version"
 
 

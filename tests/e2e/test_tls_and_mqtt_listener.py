@@ -74,9 +74,10 @@ async def test_https_serves_and_keeps_the_setup_rule(tmp_path: Path, autojump_cl
         stop.set()
 
 
-# paho's v2 callbacks report MQTT 3.1.1's return code 3 as reason code 136 ("Server unavailable") too.
+# Anonymous clients are refused unless mqtt.allow_anonymous (secure by default). paho's v2 callbacks report
+# MQTT 3.1.1's return code 5 as reason code 135 ("Not authorized") too.
 @pytest.mark.parametrize("version", [MQTTProtocolVersion.MQTTv311, MQTTProtocolVersion.MQTTv5])
-def test_mqtt_listener_refuses_until_the_broker_exists(tmp_path: Path, version: MQTTProtocolVersion) -> None:
+def test_anonymous_mqtt_clients_are_refused_by_default(tmp_path: Path, version: MQTTProtocolVersion) -> None:
     results: list[int] = []
 
     async def main() -> None:
@@ -104,16 +105,16 @@ def test_mqtt_listener_refuses_until_the_broker_exists(tmp_path: Path, version: 
             stop.set()
 
     trio.run(main)
-    assert results == [136]
+    assert results == [135]
 
 
 @pytest.mark.parametrize(
     ("connect", "connack"),
     [
-        # CONNECT, MQTT 3.1.1 (level 4), client id "c" -> CONNACK return code 3
-        (b"\x10\x0d\x00\x04MQTT\x04\x02\x00\x3c\x00\x01c", b"\x20\x02\x00\x03"),
-        # CONNECT, MQTT 5 (level 5), no properties -> CONNACK reason 0x88, no properties
-        (b"\x10\x0e\x00\x04MQTT\x05\x02\x00\x3c\x00\x00\x01c", b"\x20\x03\x00\x88\x00"),
+        # CONNECT, MQTT 3.1.1 (level 4), client id "c", no credentials -> CONNACK 5 (not authorised)
+        (b"\x10\x0d\x00\x04MQTT\x04\x02\x00\x3c\x00\x01c", b"\x20\x02\x00\x05"),
+        # CONNECT, MQTT 5 (level 5), no properties -> CONNACK reason 0x87, no properties
+        (b"\x10\x0e\x00\x04MQTT\x05\x02\x00\x3c\x00\x00\x01c", b"\x20\x03\x00\x87\x00"),
     ],
 )
 async def test_mqtt_listener_wire_bytes(tmp_path: Path, connect: bytes, connack: bytes) -> None:
