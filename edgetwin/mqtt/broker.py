@@ -7,9 +7,10 @@ this module moves bytes, keeps time and owns the shared state. Durable state goe
 
 Contract:
 
-* **Listeners**: TCP on ``mqtt.bind``, TLS on ``mqtt.tls_bind`` (``mqtt.tls_cert_file``/``tls_key_file``), in
-  the root nursery; :func:`serve_mqtt` reports the bound addresses once listening. On shutdown every
-  connection is closed; 5.0 clients first get DISCONNECT 0x8B (server shutting down).
+* **Listeners**: TCP on ``mqtt.bind``, TLS on ``mqtt.tls_bind`` (``mqtt.tls_cert_file``/``tls_key_file``),
+  MQTT over WebSocket on ``mqtt.websocket_bind`` (:mod:`edgetwin.mqtt.websocket`), in the root nursery;
+  :func:`serve_mqtt` reports the bound addresses once listening. On shutdown every connection is closed;
+  5.0 clients first get DISCONNECT 0x8B (server shutting down).
 * **CONNECT** must come first, within :data:`CONNECT_TIMEOUT_S`; a second CONNECT, or any malformed packet,
   closes the connection (5.0: DISCONNECT with the decoder's reason code). An unknown protocol level gets
   CONNACK 1 / 0x84. An empty client id is assigned (5.0: Assigned Client Identifier), except for a 3.1.1
@@ -888,6 +889,10 @@ async def serve_mqtt(
             connections.start_soon(
                 partial(trio.serve_listeners, broker.handle, listeners, handler_nursery=connections)
             )
+            if settings.websocket_bind:
+                from edgetwin.mqtt.websocket import serve_mqtt_websocket
+
+                bound.append(await connections.start(serve_mqtt_websocket, settings.websocket_bind, broker))
             task_status.started(bound)
             await shutdown_trigger()
             # Stop accepting, then let every connection say goodbye (bounded) before the rest is cancelled.
