@@ -44,6 +44,7 @@ Contract:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import math
@@ -60,7 +61,6 @@ from edgetwin.config import MqttSettings, parse_bind
 from edgetwin.core.mqtt_store import BrokerStore, QueuedMessage, RetainedMessage, SessionRecord
 from edgetwin.errors import EdgeTwinError, Unauthenticated
 from edgetwin.mqtt.codec import (
-    NO_PROPERTIES,
     Auth,
     Connack,
     Connect,
@@ -227,8 +227,9 @@ class Broker:
                 with contextlib.suppress(TopicError, ValueError):
                     self._trie.subscribe(topic_filter, record.client_id, SubscriptionOptions(**options))
             for seq, item in queued:
+                properties = _properties_from_json(item.properties)
                 message = Message(
-                    item.topic, item.payload, item.qos, item.retain, NO_PROPERTIES, item.expires_at
+                    item.topic, item.payload, item.qos, item.retain, properties, item.expires_at
                 )
                 outcome = client.session.deliver(message, qos=item.qos, retain=item.retain)
                 if outcome is Outcome.QUEUED or outcome is Outcome.SENT:
@@ -773,32 +774,49 @@ def _expiry_interval(connect: Connect) -> int:
 
 
 def _queued(message: Message, qos: int, retain: bool) -> QueuedMessage:
-    return QueuedMessage(message.topic, message.payload, qos, retain, {}, message.expires_at)
+    return QueuedMessage(
+        message.topic, message.payload, qos, retain, _properties_json(message.properties), message.expires_at
+    )
 
 
 def _retained(message: Message, now: float) -> RetainedMessage:
-    properties: dict[str, Any] = {}
-    p = message.properties
-    if p.payload_format_indicator is not None:
-        properties["payload_format_indicator"] = p.payload_format_indicator
-    if p.content_type is not None:
-        properties["content_type"] = p.content_type
-    if p.response_topic is not None:
-        properties["response_topic"] = p.response_topic
-    if p.user_properties:
-        properties["user_properties"] = [list(pair) for pair in p.user_properties]
+    properties = _properties_json(message.properties)
     return RetainedMessage(message.topic, message.payload, message.qos, properties, now, message.expires_at)
 
 
 def _from_retained(stored: RetainedMessage) -> Message:
-    p = stored.properties
-    properties = Properties(
-        payload_format_indicator=p.get("payload_format_indicator"),
-        content_type=p.get("content_type"),
-        response_topic=p.get("response_topic"),
-        user_properties=tuple((k, v) for k, v in p.get("user_properties", ())),
-    )
+    properties = _properties_from_json(stored.properties)
     return Message(stored.topic, stored.payload, stored.qos, True, properties, stored.expires_at)
+
+
+def _properties_json(p: Properties) -> dict[str, Any]:
+    """The 5.0 message properties a stored message keeps (forwarded unchanged, MQTT-3.3.2-17/-18)."""
+    out: dict[str, Any] = {}
+    if p.payload_format_indicator is not None:
+        out["payload_format_indicator"] = p.payload_format_indicator
+    if p.message_expiry_interval is not None:
+        out["message_expiry_interval"] = p.message_expiry_interval
+    if p.content_type is not None:
+        out["content_type"] = p.content_type
+    if p.response_topic is not None:
+        out["response_topic"] = p.response_topic
+    if p.correlation_data is not None:
+        out["correlation_data"] = base64.b64encode(p.correlation_data).decode("ascii")
+    if p.user_properties:
+        out["user_properties"] = [list(pair) for pair in p.user_properties]
+    return out
+
+
+def _properties_from_json(data: dict[str, Any]) -> Properties:
+    correlation = data.get("correlation_data")
+    return Properties(
+        payload_format_indicator=data.get("payload_format_indicator"),
+        message_expiry_interval=data.get("message_expiry_interval"),
+        content_type=data.get("content_type"),
+        response_topic=data.get("response_topic"),
+        correlation_data=None if correlation is None else base64.b64decode(correlation),
+        user_properties=tuple((str(k), str(v)) for k, v in data.get("user_properties", ())),
+    )
 
 
 def _connack_bytes(connack: Connack, level: int) -> bytes:
