@@ -615,6 +615,46 @@ class Broker:
             reason = ReasonCode.NO_MATCHING_SUBSCRIBERS
         session.acknowledge(inbound, reason)
 
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        properties: Properties = NO_PROPERTIES,
+    ) -> int:
+        """Publish a message that comes from outside MQTT (the messaging API): as a client's PUBLISH, it
+        is retained (or, empty and retained, deletes the retained value) and queued for persistent sessions
+        durably before this returns, then delivered. The caller has checked the topic and permissions.
+
+        Returns:
+            How many subscribers it was delivered (or queued) to.
+
+        Raises:
+            EdgeTwinError: the store could not take it (nothing was delivered).
+        """
+        message = Message(topic, payload, qos, retain, properties, _expiry_at(properties, self._clock()))
+        self.received += 1
+        return await self._route(message, None)
+
+    def retained(self, topic: str) -> RetainedMessage | None:
+        """The retained message of ``topic`` (``None``: none, or expired)."""
+        return self._store.retained(topic)
+
+    def retained_matching(
+        self, topic_filters: list[str], *, limit: int | None = None
+    ) -> list[RetainedMessage]:
+        """Every unexpired retained message under any of ``topic_filters`` (valid filters), each topic once,
+        in topic order; found by a range scan of each filter's literal prefix, not a scan of all values."""
+        found: dict[str, RetainedMessage] = {}
+        for topic_filter in topic_filters:
+            for stored in self._store.scan_retained(literal_prefix(topic_filter)):
+                if stored.topic not in found and matches(topic_filter, stored.topic):
+                    found[stored.topic] = stored
+        out = [found[topic] for topic in sorted(found)]
+        return out if limit is None else out[:limit]
+
     async def _route(self, message: Message, publisher: str | None) -> int:
         """Deliver ``message`` (durable first: retained value and persistent queues). Returns receivers."""
         result = self._trie.match(message.topic, publisher=publisher, available=self._connected)
@@ -817,6 +857,11 @@ def _properties_from_json(data: dict[str, Any]) -> Properties:
         correlation_data=None if correlation is None else base64.b64decode(correlation),
         user_properties=tuple((str(k), str(v)) for k, v in data.get("user_properties", ())),
     )
+
+
+def _expiry_at(properties: Properties, now: float) -> float | None:
+    interval = properties.message_expiry_interval
+    return None if interval is None else now + interval
 
 
 def _connack_bytes(connack: Connack, level: int) -> bytes:
