@@ -61,6 +61,7 @@ from edgetwin.config import MqttSettings, parse_bind
 from edgetwin.core.mqtt_store import BrokerStore, QueuedMessage, RetainedMessage, SessionRecord
 from edgetwin.errors import EdgeTwinError, Unauthenticated
 from edgetwin.mqtt.codec import (
+    NO_PROPERTIES,
     Auth,
     Connack,
     Connect,
