@@ -153,6 +153,7 @@ class _Client:
     connection: _Connection | None = None
     will_scope: trio.CancelScope | None = None
     expiry_scope: trio.CancelScope | None = None
+    overflowed: int = 0
     # Queue records of persisted deliveries not yet acknowledged: id(message) -> sequence numbers.
     records: dict[int, list[int]] = field(default_factory=dict)
 
@@ -696,9 +697,14 @@ class Broker:
         if outcome is Outcome.DROPPED_QUEUE_FULL or outcome is Outcome.DROPPED_OFFLINE:
             self.dropped += 1
             if outcome is Outcome.DROPPED_QUEUE_FULL:
-                logger.warning(
-                    "MQTT session %s is full: a message to %s was dropped", client.client_id, message.topic
-                )
+                client.overflowed += 1
+                if client.overflowed in (1, 10, 100) or client.overflowed % 1000 == 0:  # counted, never silent
+                    logger.warning(
+                        "MQTT session %s is full (mqtt.max_queued): %d messages dropped so far, the last to %s",
+                        client.client_id,
+                        client.overflowed,
+                        message.topic,
+                    )
             if seq is not None:
                 self._store.acknowledged(client.client_id, seq)
             return
