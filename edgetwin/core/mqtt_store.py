@@ -99,9 +99,12 @@ class BrokerStore:
         *,
         retain: RetainedMessage | str | None,
         queued: Sequence[tuple[str, QueuedMessage]] = (),
+        on_queued: Callable[[], None] | None = None,
     ) -> list[int]:
         """Make a publication durable: set (a message) or delete (a topic) the retained value, and queue it
-        for persistent sessions.
+        for persistent sessions. ``on_queued`` is called once the write has its place in the writer's queue
+        (see :meth:`StoreWriter.submit <edgetwin.core.writer.StoreWriter.submit>`), so a connection can hand
+        over its next publication and get both into one group commit.
 
         Returns:
             The queue sequence numbers, in the order of ``queued``.
@@ -114,7 +117,7 @@ class BrokerStore:
                 put_retained(w, retain)
             return [enqueue(w, client_id, message) for client_id, message in queued]
 
-        return await self._writer.submit(write)
+        return await self._writer.submit(write, on_queued=on_queued)
 
     # ------------------------------------------------------------- sessions
 

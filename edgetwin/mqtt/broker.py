@@ -52,7 +52,6 @@ import ssl
 import time
 import uuid
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import trio
@@ -86,7 +85,7 @@ from edgetwin.mqtt.codec import (
     UnsupportedProtocolVersion,
     encode_packet,
 )
-from edgetwin.mqtt.session import Message, Outcome, Session, SessionConfig
+from edgetwin.mqtt.session import Inbound, Message, Outcome, Session, SessionConfig
 from edgetwin.mqtt.topics import TopicError, TopicPermissions, matches
 from edgetwin.mqtt.trie import SubscriptionOptions, SubscriptionTrie, literal_prefix, split_shared
 
@@ -104,6 +103,8 @@ SEND_TIMEOUT_S: Final = 30.0
 RECEIVE_BYTES: Final = 65536
 NEVER: Final = 0xFFFFFFFF
 TOPIC_ALIAS_MAXIMUM: Final = 10
+PIPELINE: Final = 256
+"""Publications of one connection being made durable at once before its reader waits (TCP backpressure)."""
 _ANONYMOUS: Final = "anonymous"
 _REFUSED_311: Final = {
     ReasonCode.UNSUPPORTED_PROTOCOL_VERSION: 1,
@@ -140,6 +141,33 @@ class _Connection:
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     done: trio.Event = field(default_factory=trio.Event)
     kicked: ReasonCode | None = None
+    pipeline: trio.MemorySendChannel[_Publication] | None = None
+    in_pipeline: int = 0
+
+
+@dataclass(eq=False)
+class _Plan:
+    """A message's route: who gets it and how, and what must be durable first."""
+
+    message: Message
+    targets: list[tuple[_Client, int, bool, tuple[int, ...], bool]]
+    retain_op: RetainedMessage | str | None
+    queued: list[tuple[str, QueuedMessage]]
+
+    @property
+    def durable(self) -> bool:
+        return self.retain_op is not None or bool(self.queued)
+
+
+@dataclass(eq=False)
+class _Publication:
+    """A client's PUBLISH on its way: planned, being made durable, then delivered and acknowledged."""
+
+    inbound: Inbound
+    plan: _Plan
+    done: trio.Event = field(default_factory=trio.Event)
+    seqs: list[int] = field(default_factory=list)
+    error: EdgeTwinError | None = None
 
 
 @dataclass(eq=False)
@@ -194,7 +222,8 @@ class Broker:
         self._session_config = SessionConfig(
             max_inflight=settings.max_inflight,
             max_queued=settings.max_queued,
-            max_pending_qos0=settings.max_queued,
+            # QoS 0 written but not yet on the wire: room for bursts to a subscriber that keeps up.
+            max_pending_qos0=10 * settings.max_queued,
         )
         self._anonymous = (
             TopicPermissions.compile(settings.anonymous_publish),
@@ -203,6 +232,7 @@ class Broker:
         self._sys: dict[str, bytes] = {}
         self._nursery: trio.Nursery | None = None
         self._pending_expiries: dict[str, float] = {}
+        self._attaching: dict[str, trio.Lock] = {}
         self._stopping = False
         self.received = 0
         self.sent = 0
@@ -341,13 +371,16 @@ class Broker:
             with connection.scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._writer, client, connection)
+                    connection.pipeline, completions = trio.open_memory_channel[_Publication](PIPELINE)
+                    nursery.start_soon(self._complete, client, connection, completions)
                     connection.wake.set()
                     try:
                         graceful, will = await self._reader(client, connection, reader, keep_alive, will)
                     except _Closed as closed:
                         graceful = closed.graceful
-                        await self._say_goodbye(client, connection, closed.reason)
+                        connection.kicked = connection.kicked or closed.reason
                     nursery.cancel_scope.cancel()
+            # After the writer stopped: one task sends on a stream at a time.
             if connection.kicked is not None:
                 await self._say_goodbye(client, connection, connection.kicked)
         finally:
@@ -393,7 +426,21 @@ class Broker:
     async def _attach(
         self, connect: Connect, client_id: str, auth: AuthContext, connection: _Connection
     ) -> tuple[_Client, bool]:
-        """Take over or resume the client id's session (or start one); returns it and "session present"."""
+        """Take over or resume the client id's session (or start one); returns it and "session present".
+
+        CONNECTs racing for one client id are taken one at a time: each takes over from the one before.
+        """
+        lock = self._attaching.setdefault(client_id, trio.Lock())
+        try:
+            async with lock:
+                return await self._attach_locked(connect, client_id, auth, connection)
+        finally:
+            if not lock.locked() and lock.statistics().tasks_waiting == 0:
+                self._attaching.pop(client_id, None)
+
+    async def _attach_locked(
+        self, connect: Connect, client_id: str, auth: AuthContext, connection: _Connection
+    ) -> tuple[_Client, bool]:
         old = self._clients.get(client_id)
         if old is not None and old.connection is not None:
             previous = old.connection
@@ -604,18 +651,81 @@ class Broker:
                 inbound, ReasonCode.NOT_AUTHORIZED if client.level == 5 else ReasonCode.SUCCESS
             )
             return
-        try:
-            delivered = await self._route(message, client.client_id)
-        except EdgeTwinError as err:
-            logger.warning("a message to %s was not stored: %s", message.topic, err.message)
-            session.acknowledge(
-                inbound, ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR if client.level == 5 else ReasonCode.SUCCESS
-            )
+        connection = client.connection
+        assert connection is not None
+        assert connection.pipeline is not None
+        item = _Publication(inbound, self._plan(message, client.client_id))
+        if not item.plan.durable and connection.in_pipeline == 0:
+            session.acknowledge(inbound, self._finish(client, item))  # nothing before it: at once
             return
-        reason = ReasonCode.SUCCESS
-        if not delivered and client.level == 5 and inbound.qos > 0:
-            reason = ReasonCode.NO_MATCHING_SUBSCRIBERS
-        session.acknowledge(inbound, reason)
+        if item.plan.durable and self._nursery is not None:
+            # Returns once the write has its place in the writer's queue: the next PUBLISH of this connection
+            # is read meanwhile, so a pipelining publisher's messages share group commits; the completer
+            # delivers and acknowledges them in order once each is durable.
+            await self._nursery.start(self._commit, item)
+        elif item.plan.durable:
+            await self._commit(item)
+        else:
+            item.done.set()
+        connection.in_pipeline += 1
+        await connection.pipeline.send(item)
+
+    async def _commit(
+        self, item: _Publication, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Make a publication durable (in the broker's nursery: a connection that ends does not cancel it)."""
+        queued = False
+
+        def on_queued() -> None:
+            nonlocal queued
+            queued = True
+            task_status.started()
+
+        try:
+            plan = item.plan
+            item.seqs = await self._store.commit_publish(
+                retain=plan.retain_op, queued=plan.queued, on_queued=on_queued
+            )
+        except EdgeTwinError as err:
+            item.error = err
+        finally:
+            item.done.set()
+            if not queued:
+                task_status.started()
+
+    async def _complete(
+        self, client: _Client, connection: _Connection, receive: trio.MemoryReceiveChannel[_Publication]
+    ) -> None:
+        """Deliver and acknowledge a connection's publications in the order they came, each once durable.
+
+        Publications already handed over are still delivered when the connection ends (only their
+        acknowledgements are lost, and the client re-sends those)."""
+        session = client.session
+        try:
+            async for item in receive:
+                await item.done.wait()
+                session.acknowledge(item.inbound, self._finish(client, item))
+                client.wake()
+                connection.in_pipeline -= 1
+        finally:
+            with (
+                trio.CancelScope(shield=True),
+                trio.move_on_after(5),
+                contextlib.suppress(trio.WouldBlock, trio.EndOfChannel),
+            ):
+                while True:
+                    item = receive.receive_nowait()
+                    await item.done.wait()
+                    self._finish(client, item)
+
+    def _finish(self, client: _Client, item: _Publication) -> ReasonCode:
+        if item.error is not None:
+            logger.warning("a message to %s was not stored: %s", item.plan.message.topic, item.error.message)
+            return ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR if client.level == 5 else ReasonCode.SUCCESS
+        delivered = self._carry_out(item.plan, item.seqs)
+        if not delivered and client.level == 5 and item.inbound.qos > 0:
+            return ReasonCode.NO_MATCHING_SUBSCRIBERS
+        return ReasonCode.SUCCESS
 
     async def publish(
         self,
@@ -659,6 +769,14 @@ class Broker:
 
     async def _route(self, message: Message, publisher: str | None) -> int:
         """Deliver ``message`` (durable first: retained value and persistent queues). Returns receivers."""
+        plan = self._plan(message, publisher)
+        seqs: list[int] = []
+        if plan.durable:
+            seqs = await self._store.commit_publish(retain=plan.retain_op, queued=plan.queued)
+        return self._carry_out(plan, seqs)
+
+    def _plan(self, message: Message, publisher: str | None) -> _Plan:
+        """Who gets ``message`` and how, and what must be durable before anyone does."""
         result = self._trie.match(message.topic, publisher=publisher, available=self._connected)
         targets = [(key, delivery) for key, delivery in result.normal.items()]
         targets += [(shared.key, shared.delivery) for shared in result.shared]
@@ -677,14 +795,15 @@ class Broker:
         retain_op: RetainedMessage | str | None = None
         if message.retain:
             retain_op = message.topic if not message.payload else _retained(message, self._clock())
-        seqs: list[int] = []
-        if retain_op is not None or queued:
-            seqs = await self._store.commit_publish(retain=retain_op, queued=queued)
+        return _Plan(message, plans, retain_op, queued)
+
+    def _carry_out(self, plan: _Plan, seqs: list[int]) -> int:
+        """Deliver a planned message (after its durable part committed, with its queue record numbers)."""
         seq_iter = iter(seqs)
-        for client, qos, retain, ids, persist in plans:
+        for client, qos, retain, ids, persist in plan.targets:
             seq = next(seq_iter) if persist else None
-            self._deliver(client, message, qos, retain, ids, seq)
-        return len(plans)
+            self._deliver(client, plan.message, qos, retain, ids, seq)
+        return len(plan.targets)
 
     def _deliver(
         self, client: _Client, message: Message, qos: int, retain: bool, ids: tuple[int, ...], seq: int | None
@@ -698,7 +817,8 @@ class Broker:
             self.dropped += 1
             if outcome is Outcome.DROPPED_QUEUE_FULL:
                 client.overflowed += 1
-                if client.overflowed in (1, 10, 100) or client.overflowed % 1000 == 0:  # counted, never silent
+                # Counted, never silent, but not a log line per message.
+                if client.overflowed in (1, 10, 100) or client.overflowed % 1000 == 0:
                     logger.warning(
                         "MQTT session %s is full (mqtt.max_queued): %d messages dropped so far, the last to %s",
                         client.client_id,
@@ -912,6 +1032,13 @@ def _bound(listeners: list[Any]) -> list[str]:
     return out
 
 
+async def _accept(
+    scope: trio.CancelScope, broker: Broker, listeners: list[Any], nursery: trio.Nursery
+) -> None:
+    with scope:  # cancelled before the listeners are closed: no accept() runs on a closed socket
+        await trio.serve_listeners(broker.handle, listeners, handler_nursery=nursery)
+
+
 async def serve_mqtt(
     settings: MqttSettings,
     *,
@@ -956,9 +1083,8 @@ async def serve_mqtt(
     async with trio.open_nursery() as nursery:
         await broker.run(nursery)
         async with trio.open_nursery() as connections:
-            connections.start_soon(
-                partial(trio.serve_listeners, broker.handle, listeners, handler_nursery=connections)
-            )
+            accepting = trio.CancelScope()
+            connections.start_soon(_accept, accepting, broker, listeners, connections)
             if settings.websocket_bind:
                 from edgetwin.mqtt.websocket import serve_mqtt_websocket
 
@@ -966,6 +1092,7 @@ async def serve_mqtt(
             task_status.started(bound)
             await shutdown_trigger()
             # Stop accepting, then let every connection say goodbye (bounded) before the rest is cancelled.
+            accepting.cancel()
             for listener in listeners:
                 with contextlib.suppress(Exception):
                     await listener.aclose()
