@@ -301,6 +301,7 @@ class Broker:
     async def wait_closed(self, timeout_s: float) -> None:
         """Wait (at most ``timeout_s``) until every connection has ended."""
         with trio.move_on_after(timeout_s):
+            await trio.lowlevel.checkpoint()
             while self._connections:
                 await next(iter(self._connections)).done.wait()
 
@@ -480,7 +481,11 @@ class Broker:
         """Packets in, until a DISCONNECT (returns ``(True, will)``) or the end of the connection."""
         limit = keep_alive * 1.5 if keep_alive else math.inf
         session = client.session
-        while True:
+        handled = 0
+        while True:  # noqa: ASYNC913 (a checkpoint every 64 packets, and every receive is one)
+            handled += 1
+            if handled % 64 == 0:
+                await trio.lowlevel.checkpoint()  # a buffer full of small packets must not hog the loop
             try:
                 packet = reader.next_packet()
             except ProtocolError as err:
