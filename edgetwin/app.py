@@ -139,6 +139,8 @@ async def serve(
                         live=live,
                         live_settings=settings.live,
                         authenticator=authenticator,
+                        broker=broker,
+                        messaging=settings.messaging,
                     )
                     http = await services.start(
                         partial(serve_http, app, settings.http, shutdown_trigger=stop.wait)

@@ -202,6 +202,8 @@ class MessagingSettings:
     """``[messaging]``: the DSH-compatible messaging API; topics are ``/tt/<stream>/...``."""
 
     streams: tuple[str, ...] = ()
+    # The largest payload POST /data/v0/single (and a multi request's publication) accepts; larger is 413.
+    max_payload_kb: int = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -482,6 +484,7 @@ def _check(s: Settings) -> None:
     for i, stream in enumerate(s.messaging.streams):
         if not stream or any(c in stream for c in "/+#"):
             raise ConfigError(f'messaging.streams[{i}]: not a valid stream name: "{stream}"')
+    _positive(s.messaging.max_payload_kb, "messaging.max_payload_kb")
 
     _positive(s.journal.max_events, "journal.max_events")
     _positive(s.journal.max_age_s, "journal.max_age_s")

@@ -11,17 +11,19 @@ from werkzeug.exceptions import HTTPException
 from edgetwin.api.asgi import EdgeAsgi
 from edgetwin.api.auth import Authenticator
 from edgetwin.api.live import LiveHttp
+from edgetwin.api.messaging import MessagingApi
 from edgetwin.api.render import error_response
 from edgetwin.api.sse import SseApi
 from edgetwin.api.things import ThingsApi
 from edgetwin.api.ws import WebSocketApi
-from edgetwin.config import AuthSettings, LiveSettings, SseSettings, quart_config
+from edgetwin.config import AuthSettings, LiveSettings, MessagingSettings, SseSettings, quart_config
 from edgetwin.core.live import LiveRouter
 from edgetwin.errors import EdgeTwinError
 
 if TYPE_CHECKING:
     from quart import Response
 
+    from edgetwin.api.messaging import MessagingBroker
     from edgetwin.core.health import Health
     from edgetwin.core.service import TwinService
 
@@ -39,8 +41,11 @@ def create_app(
     live: LiveRouter | None = None,
     live_settings: LiveSettings | None = None,
     authenticator: Authenticator | None = None,
+    broker: MessagingBroker | None = None,
+    messaging: MessagingSettings | None = None,
 ) -> EdgeAsgi:
-    """The ASGI application served by ``api.server``: the front (``/health``, the Things API) before Quart.
+    """The ASGI application served by ``api.server``: the front (``/health``, the Things and messaging APIs)
+    before Quart.
 
     Args:
         health: the service states that ``GET /health`` reports.
@@ -50,6 +55,9 @@ def create_app(
         live: the live router (one is made for ``service`` when omitted).
         live_settings: ``[live]``.
         authenticator: the authenticator shared with the broker (one is made from ``auth`` when omitted).
+        broker: the MQTT broker whose retained values the messaging API (``/data/v0/...``) serves; without
+            it that API is not served.
+        messaging: ``[messaging]`` (streams, payload limit).
     """
     app = QuartTrio("edgetwin")
     app.config.update(quart_config())
@@ -78,9 +86,14 @@ def create_app(
     things = None
     streams = None
     sessions = None
-    if service is not None:
-        if authenticator is None:
-            authenticator = Authenticator(auth if auth is not None else AuthSettings())
+    messaging_api = None
+    if authenticator is None and (service is not None or broker is not None):
+        authenticator = Authenticator(auth if auth is not None else AuthSettings())
+    if broker is not None and authenticator is not None:
+        messaging_api = MessagingApi(
+            broker, authenticator, messaging if messaging is not None else MessagingSettings()
+        )
+    if service is not None and authenticator is not None:
         live_settings = live_settings if live_settings is not None else LiveSettings()
         if live is None:
             live = LiveRouter(
@@ -91,4 +104,4 @@ def create_app(
         things = ThingsApi(service, authenticator, live=LiveHttp(live, live_settings))
         streams = SseApi(service, authenticator, sse, live=live)
         sessions = WebSocketApi(service, authenticator, live=live, live_settings=live_settings)
-    return EdgeAsgi(app, health, things, streams, sessions)
+    return EdgeAsgi(app, health, things, streams, sessions, messaging_api)

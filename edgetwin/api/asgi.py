@@ -1,5 +1,5 @@
-"""The ASGI entry point: a thin front that answers ``/health`` itself, routes the Things API to our own
-router, and hands the rest to Quart.
+"""The ASGI entry point: a thin front that answers ``/health`` itself, routes the Things API and the
+messaging API (``/data/v0/...``) to our own routers, and hands the rest to Quart.
 
 Why a front: measured with wrk at 32 connections, a Quart-Trio route costs about a quarter of the
 throughput of a bare ASGI app on the same Hypercorn worker (request context, routing, two tasks per
@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from edgetwin.api.messaging import handles as messaging_handles
 from edgetwin.api.sse import handles as sse_handles
 from edgetwin.api.things import handles as things_handles
 from edgetwin.api.ws import WS_PATH
 
 if TYPE_CHECKING:
+    from edgetwin.api.messaging import MessagingApi
     from edgetwin.api.sse import SseApi
     from edgetwin.api.things import ThingsApi
     from edgetwin.api.ws import WebSocketApi
@@ -41,6 +43,9 @@ class EdgeAsgi:
         health: the service states that ``GET /health`` reports.
         things: the Things and search API (our own thin router, for the same reason as ``/health``).
         sse: thing change streams (``Accept: text/event-stream``; long-lived, so not Quart's either).
+        ws: ``/ws/2`` Ditto Protocol sessions.
+        messaging: the DSH messaging API, every path under ``/data/v0/`` (the sleepy devices' short
+            connections: no framework on their path).
     """
 
     def __init__(
@@ -50,12 +55,14 @@ class EdgeAsgi:
         things: ThingsApi | None = None,
         sse: SseApi | None = None,
         ws: WebSocketApi | None = None,
+        messaging: MessagingApi | None = None,
     ) -> None:
         self._app = app
         self._health = health
         self._things = things
         self._sse = sse
         self._ws = ws
+        self._messaging = messaging
 
     def close_streams(self) -> None:
         """End every SSE stream and WebSocket session (shutdown), so that draining does not wait for them."""
@@ -69,6 +76,9 @@ class EdgeAsgi:
             path = scope["path"]
             if path == "/health":
                 await self._health_response(scope, send)
+                return
+            if self._messaging is not None and messaging_handles(path):
+                await self._messaging(scope, receive, send)
                 return
             if self._sse is not None and sse_handles(scope["method"], path, scope["headers"]):
                 await self._sse(scope, receive, send)
