@@ -147,6 +147,26 @@ async def _read_head(stream: trio.abc.Stream) -> bytes | None:
             return bytes(buf)
 
 
+def _with_host(buffered: bytes) -> bytes:
+    """The first request head with an empty ``Host`` added when an HTTP/1.1 request has none.
+
+    Hypercorn's parser (h11) answers 400 to an HTTP/1.1 request without ``Host`` (RFC 9112 §3.2), but the
+    DSH Messaging API's own examples send none, and sleepy devices written against it must work unchanged;
+    an empty ``Host`` is what RFC 9112 prescribes for a target without an authority. Bytes after the head
+    (a body) are kept as they are.
+    """
+    end = buffered.find(b"\r\n\r\n")
+    if end < 0:
+        return buffered
+    line_end = buffered.find(b"\r\n")
+    if not buffered[:line_end].endswith(b" HTTP/1.1"):
+        return buffered
+    for line in buffered[line_end + 2 : end].split(b"\r\n"):
+        if line[:5].lower() == b"host:":
+            return buffered
+    return buffered[: line_end + 2] + b"Host: \r\n" + buffered[line_end + 2 :]
+
+
 async def _refuse_slow(stream: trio.abc.Stream, timeout_s: float) -> None:
     with trio.move_on_after(LINGER_S):
         await stream.send_all(_timeout_response(timeout_s))
@@ -187,7 +207,7 @@ class _Server:
                 self.config,
                 self.context,
                 ConnectionState(self.state.copy()),
-                typing.cast("Any", wrapper_cls(stream, head, self.http.send_timeout_s)),
+                typing.cast("Any", wrapper_cls(stream, _with_host(head), self.http.send_timeout_s)),
             )
         except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError):
             pass  # the peer went away; nothing to answer

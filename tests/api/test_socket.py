@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 import trio
 
 from edgetwin.api.app_factory import create_app
-from edgetwin.api.server import serve_http
+from edgetwin.api.server import _with_host, serve_http
 from edgetwin.api.things import handles
 from edgetwin.config import HttpSettings
 from edgetwin.core.health import Health
@@ -66,3 +67,16 @@ async def test_things_api_over_a_real_socket(api: Api) -> None:
                 r = await client.get("/api/2/things/org.eclipse.ditto:sock/migrateDefinition")
                 assert (r.status_code, r.json()["error"]) == (404, "resource.notfound")  # Quart's 404
             stop.set()
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (b"POST /x HTTP/1.1\r\nA: b\r\n\r\nbody", b"POST /x HTTP/1.1\r\nHost: \r\nA: b\r\n\r\nbody"),
+        (b"GET /x HTTP/1.1\r\nhOsT: h\r\n\r\n", b"GET /x HTTP/1.1\r\nhOsT: h\r\n\r\n"),
+        (b"GET /x HTTP/1.0\r\n\r\n", b"GET /x HTTP/1.0\r\n\r\n"),  # 1.0 needs no Host (and gets 505 later)
+        (b"GET /x HTTP/1.1\r\nA: b", b"GET /x HTTP/1.1\r\nA: b"),  # not a whole head: left to Hypercorn
+    ],
+)
+def test_an_http11_head_without_host_gets_an_empty_one(head: bytes, expected: bytes) -> None:
+    assert _with_host(head) == expected
