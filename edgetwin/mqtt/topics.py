@@ -269,7 +269,8 @@ def _covered(allowed: Sequence[tuple[str, ...]], wanted: tuple[str, ...]) -> boo
         if any(len(a) > k and a[k] == _MULTI for a in allowed):
             return True  # an allowed "#" here matches this level's parent and everything below it
         if level == _MULTI:
-            return _covers_rest(allowed, k)
+            # The "#" also matches its parent topic, unless that is "" (wanted "/#"): not a topic name.
+            return _covers_rest(allowed, k, parent=not (k == 1 and wanted[0] == ""))
         if level == _SINGLE:
             allowed = [a for a in allowed if len(a) > k and a[k] == _SINGLE]
         else:
@@ -280,13 +281,14 @@ def _covered(allowed: Sequence[tuple[str, ...]], wanted: tuple[str, ...]) -> boo
     return any(len(a) == k or (len(a) > k and a[k] == _MULTI) for a in allowed)  # the topic ends here
 
 
-def _covers_rest(allowed: Sequence[tuple[str, ...]], k: int) -> bool:
+def _covers_rest(allowed: Sequence[tuple[str, ...]], k: int, *, parent: bool = True) -> bool:
     """Whether ``allowed`` (each matching the ``k`` levels before a wanted ``#``, none with ``#`` at ``k``)
-    cover everything that ``#`` at level ``k`` matches."""
+    cover everything that ``#`` at level ``k`` matches (``parent``: including the topic of those ``k``
+    levels alone, when it is a valid topic name)."""
     # The wanted "#" matches the topic ending here (when there is one: k > 0), and every topic with one or
     # more further levels. With generic values, an allowed filter covers further levels only if its rest is
     # "+" * j (exactly j more levels) or "+" * j + "#" (j or more, j >= 1 since "#" at k returned earlier).
-    if k > 0 and not any(len(a) == k for a in allowed):
+    if k > 0 and parent and not any(len(a) == k for a in allowed):
         return False
     exact: set[int] = set()
     at_least: int | None = None

@@ -301,3 +301,10 @@ def test_deep_filters_do_not_recurse() -> None:
     assert permissions.allows_filter("+/" * (depth - 1) + "+")  # "#" also matches its parent level
     assert not permissions.allows_filter("+/" * (depth - 2) + "+")
     assert permissions.allows("a/" * depth + "b")
+
+
+def test_a_hash_after_an_empty_first_level_has_no_parent_to_cover() -> None:
+    # "/#" matches "/", "/a", ... and its parent would be "", which is no topic name (MQTT-4.7.3-1); found by
+    # the brute-force property above.
+    assert TopicPermissions.compile(("/+/#",)).allows_filter("/#")
+    assert not TopicPermissions.compile(("a/+/#",)).allows_filter("a/#")  # "a" is a topic, and not covered
