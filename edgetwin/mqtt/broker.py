@@ -106,6 +106,19 @@ TOPIC_ALIAS_MAXIMUM: Final = 10
 PIPELINE: Final = 256
 """Publications of one connection being made durable at once before its reader waits (TCP backpressure)."""
 _ANONYMOUS: Final = "anonymous"
+_REASONS: Final = {
+    ReasonCode.BAD_USER_NAME_OR_PASSWORD: "bad user name or password",
+    ReasonCode.NOT_AUTHORIZED: "not authorized: credentials are required (mqtt.allow_anonymous is off)",
+    ReasonCode.QUOTA_EXCEEDED: "too many connections (mqtt.max_connections)",
+    ReasonCode.CLIENT_IDENTIFIER_NOT_VALID: "an empty client id needs a clean session",
+    ReasonCode.BAD_AUTHENTICATION_METHOD: "enhanced authentication is not supported",
+    ReasonCode.SERVER_SHUTTING_DOWN: "the server is shutting down",
+    ReasonCode.SESSION_TAKEN_OVER: "another connection took over this client id",
+    ReasonCode.KEEP_ALIVE_TIMEOUT: "nothing received for 1.5 times the keep alive",
+    ReasonCode.MALFORMED_PACKET: "malformed packet",
+    ReasonCode.PROTOCOL_ERROR: "protocol error",
+    ReasonCode.PACKET_TOO_LARGE: "packet larger than mqtt.max_packet_size",
+}
 _REFUSED_311: Final = {
     ReasonCode.UNSUPPORTED_PROTOCOL_VERSION: 1,
     ReasonCode.CLIENT_IDENTIFIER_NOT_VALID: 2,
@@ -344,7 +357,8 @@ class Broker:
             else:
                 client_id = assigned = f"edgetwin-{uuid.uuid4().hex[:16]}"
         if refusal is not None:
-            await _send(stream, _connack_bytes(Connack(False, refusal), level))
+            why = Properties(reason_string=_REASONS.get(refusal, "refused"))
+            await _send(stream, _connack_bytes(Connack(False, refusal, why), level))
             return None
         assert auth is not None
         connection = _Connection(stream, level)
@@ -550,8 +564,9 @@ class Broker:
         if reason is None or connection.level != 5:
             return
         with trio.CancelScope(shield=True), trio.move_on_after(1):
+            why = Properties(reason_string=_REASONS.get(reason, reason.name.lower().replace("_", " ")))
             data = client.session.outbound(now=self._clock()) + encode_packet(
-                Disconnect(reason), protocol_level=5
+                Disconnect(reason, why), protocol_level=5
             )
             await _send(connection.stream, data)
 
@@ -653,7 +668,9 @@ class Broker:
             logger.info("MQTT client %s may not publish to %s", client.client_id, message.topic)
             # 3.1.1 has no way to say no: the message is dropped and acknowledged (as Mosquitto does).
             session.acknowledge(
-                inbound, ReasonCode.NOT_AUTHORIZED if client.level == 5 else ReasonCode.SUCCESS
+                inbound,
+                ReasonCode.NOT_AUTHORIZED if client.level == 5 else ReasonCode.SUCCESS,
+                f"not allowed to publish to {message.topic}",
             )
             return
         connection = client.connection
@@ -884,7 +901,14 @@ class Broker:
             handling = int(sub.retain_handling)
             if share is None and (handling == 0 or (handling == 1 and not existed)):
                 retained.append((topic_filter, options))
-        client.session.send_packet(SubAck(packet.packet_id, tuple(codes)))
+        refused = [code for code in codes if code.is_failure]
+        properties = NO_PROPERTIES
+        if refused and client.level == 5:
+            why = "not allowed" if ReasonCode.NOT_AUTHORIZED in refused else "invalid topic filter"
+            properties = Properties(
+                reason_string=f"{len(refused)} of {len(codes)} subscriptions refused: {why}"
+            )
+        client.session.send_packet(SubAck(packet.packet_id, tuple(codes), properties))
         for topic_filter, options in retained:
             self._send_retained(client, topic_filter, options)
         if client.persistent:

@@ -680,14 +680,22 @@ class Session:
         message = Message(topic, packet.payload, qos, packet.retain, properties, _expiry(properties, now))
         return Inbound(message, qos, packet.packet_id, duplicate)
 
-    def acknowledge(self, inbound: Inbound, reason_code: ReasonCode = ReasonCode.SUCCESS) -> None:
+    def acknowledge(
+        self, inbound: Inbound, reason_code: ReasonCode = ReasonCode.SUCCESS, reason_string: str | None = None
+    ) -> None:
         """Answer a received PUBLISH: PUBACK for QoS 1, PUBREC for QoS 2, nothing for QoS 0.
 
         Args:
             inbound: what :meth:`receive_publish` returned.
             reason_code: the outcome (5.0): e.g. ``NOT_AUTHORIZED`` or ``NO_MATCHING_SUBSCRIBERS``; a 3.1.1
                 client only sees an acknowledgement. A QoS 2 duplicate is always acknowledged with success.
+            reason_string: why (5.0 Reason String), sent with a failure code.
         """
+        properties = (
+            Properties(reason_string=reason_string)
+            if reason_string and reason_code.is_failure
+            else NO_PROPERTIES
+        )
         packet_id = inbound.packet_id
         if packet_id is None:
             return
@@ -696,14 +704,14 @@ class Session:
                 # The common case, written directly: the same four bytes encode_packet would produce.
                 self._pending.append(b"\x40\x02" + packet_id.to_bytes(2, "big"))
             else:
-                self.send_packet(PubAck(packet_id, reason_code))
+                self.send_packet(PubAck(packet_id, reason_code, properties))
             return
         if inbound.duplicate:
             reason_code = ReasonCode.SUCCESS
         elif not reason_code.is_failure or self._level != 5:
             # A 5.0 PUBREC with a failure code ends the flow (§4.3.3); otherwise wait for PUBREL.
             self._inbound_qos2.add(packet_id)
-        self.send_packet(PubRec(packet_id, reason_code))
+        self.send_packet(PubRec(packet_id, reason_code, properties))
 
     def receive_pubrel(self, packet: PubRel) -> None:
         """PUBREL: release the identifier and answer PUBCOMP, for an unknown identifier too (§4.3.3)."""
