@@ -113,8 +113,11 @@ def test_anonymous_mqtt_clients_are_refused_by_default(tmp_path: Path, version: 
     [
         # CONNECT, MQTT 3.1.1 (level 4), client id "c", no credentials -> CONNACK 5 (not authorised)
         (b"\x10\x0d\x00\x04MQTT\x04\x02\x00\x3c\x00\x01c", b"\x20\x02\x00\x05"),
-        # CONNECT, MQTT 5 (level 5), no properties -> CONNACK reason 0x87, no properties
-        (b"\x10\x0e\x00\x04MQTT\x05\x02\x00\x3c\x00\x00\x01c", b"\x20\x03\x00\x87\x00"),
+        # CONNECT, MQTT 5 (level 5), no properties -> CONNACK reason 0x87 with a Reason String (0x1F)
+        (
+            b"\x10\x0e\x00\x04MQTT\x05\x02\x00\x3c\x00\x00\x01c",
+            b"\x20\x4c\x00\x87\x49\x1f\x00\x46not authorized: credentials are required (mqtt.allow_anonymous is off)",
+        ),
     ],
 )
 async def test_mqtt_listener_wire_bytes(tmp_path: Path, connect: bytes, connack: bytes) -> None:
