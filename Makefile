@@ -6,7 +6,7 @@ CONFIG ?=
 
 # Off: ASYNC124 (Quart handlers are async by the framework's contract, awaiting or not) and
 # ASYNC910/911 (a library's guarantee that every async function checkpoints; ours need not).
-ASYNC_FLAGS := --disable ASYNC124,ASYNC910,ASYNC911 --startable-in-context-manager serve,serve_http,serve_mqtt,serve_watchdog,_run_command,_commit,serve_mqtt_websocket
+ASYNC_FLAGS := --disable ASYNC124,ASYNC910,ASYNC911 --startable-in-context-manager serve,serve_http,serve_mqtt,serve_watchdog,_commit,serve_mqtt_websocket
 
 .PHONY: run test lint typecheck pytest bench clean
 

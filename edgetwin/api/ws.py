@@ -119,6 +119,7 @@ class _Slot:
 
     frame: str | None = None
     done: bool = False
+    queued: trio.Event = field(default_factory=trio.Event)
     finished: trio.Event = field(default_factory=trio.Event)
 
 
@@ -388,8 +389,9 @@ class _Session:
         if not isinstance(translated.command, _READS):
             self._last_write = slot
         assert self._nursery is not None
-        # Returns once the command's write is queued (or it is done): the next frame is then applied after it.
-        await self._nursery.start(self._run_command, envelope, translated, auth, slot)
+        # Go on once the command's write is queued (or it is done): the next frame is then applied after it.
+        self._nursery.start_soon(self._run_command, envelope, translated, auth, slot)
+        await slot.queued.wait()
 
     async def _run_command(
         self,
@@ -397,18 +399,10 @@ class _Session:
         translated: ProtocolCommand,
         auth: AuthContext,
         slot: _Slot,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        queued = False
-
-        def on_queued() -> None:
-            nonlocal queued
-            queued = True
-            task_status.started()
-
         try:
             try:
-                result = await self._dispatch(translated.command, auth, on_queued)
+                result = await self._dispatch(translated.command, auth, slot.queued.set)
             except EdgeTwinError as err:
                 slot.frame = orjson.dumps(error_envelope(envelope, translate_error(translated, err))).decode()
             except Exception:
@@ -422,8 +416,7 @@ class _Session:
             slot.done = True
             slot.finished.set()
             self._in_flight.release()
-            if not queued:
-                task_status.started()
+            slot.queued.set()  # a read, or a command that failed before its write was queued
             self._flush_in_order()
 
     def _flush_in_order(self) -> None:
