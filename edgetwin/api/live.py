@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, overload
 
 import orjson
 
@@ -50,7 +50,13 @@ if TYPE_CHECKING:
     from edgetwin.core.live import LiveAnswer, LiveCommand, LiveRouter
     from edgetwin.twin.pointer import Json, Missing, Pointer
 
-__all__ = ["CLAIM_DEFAULT_TIMEOUT_S", "CLAIM_MAX_TIMEOUT_S", "MAX_MESSAGE_BYTES", "LiveHttp"]
+__all__ = [
+    "CLAIM_DEFAULT_TIMEOUT_S",
+    "CLAIM_MAX_TIMEOUT_S",
+    "MAX_MESSAGE_BYTES",
+    "LiveHttp",
+    "response_options",
+]
 
 MAX_MESSAGE_BYTES: Final = 250 * 1024
 """Ditto's largest message payload (250 kB); larger is 413 ``messages:payload.toolarge``."""
@@ -102,8 +108,11 @@ class LiveHttp:
         strategy = (request.header_or_query("live-channel-timeout-strategy") or "fail").strip().lower()
         if strategy not in _STRATEGIES:
             raise _header_invalid("live-channel-timeout-strategy", strategy, "'fail' or 'use-twin'")
-        timeout_s, respond = _timing(
-            request, self._settings.default_timeout_s, self._settings.max_timeout_s, "gateway:timeout.invalid"
+        timeout_s, respond = response_options(
+            request,
+            default=self._settings.default_timeout_s,
+            maximum=self._settings.max_timeout_s,
+            code="gateway:timeout.invalid",
         )
         update = _boolean(request, "update-twin-with-live-response")
         headers: Headers = []
@@ -157,7 +166,9 @@ class LiveHttp:
             default, maximum = CLAIM_DEFAULT_TIMEOUT_S, CLAIM_MAX_TIMEOUT_S
         else:
             default, maximum = self._settings.default_timeout_s, self._settings.max_timeout_s
-        timeout_s, respond = _timing(request, default, maximum, "timeout.invalid")
+        timeout_s, respond = response_options(
+            request, default=default, maximum=maximum, code="timeout.invalid"
+        )
         body = await request.body(MAX_MESSAGE_BYTES, too_large=_payload_too_large)
         content_type = request.header("content-type")
         condition = request.header_or_query("condition")
@@ -263,8 +274,33 @@ def _message_response(answer: LiveAnswer) -> Response:
     return Response(status, headers, body)
 
 
-def _timing(request: Request, default: float, maximum: float, code: str) -> tuple[float, bool]:
-    """``timeout`` in seconds and whether an answer is awaited (ditto.md §1.11)."""
+@overload
+def response_options(
+    request: Request, *, default: float, maximum: float, code: str
+) -> tuple[float, bool]: ...
+@overload
+def response_options(
+    request: Request, *, default: None, maximum: float, code: str
+) -> tuple[float | None, bool]: ...
+def response_options(
+    request: Request, *, default: float | None, maximum: float, code: str
+) -> tuple[float | None, bool]:
+    """``timeout`` and ``response-required`` (ditto.md §1.11), for twin and live requests alike.
+
+    Args:
+        request: the request (header or query parameter).
+        default: the timeout without a ``timeout`` (``None``: the twin's "no deadline of our own").
+        maximum: the largest ``timeout`` accepted.
+        code: the error code of a larger one (``gateway:timeout.invalid`` for commands).
+
+    Returns:
+        The timeout in seconds, and whether an answer is awaited (``timeout=0`` is fire and forget: the
+        default timeout and ``False``).
+
+    Raises:
+        InvalidInput: ``header.invalid`` for a malformed value, or ``timeout=0`` with
+            ``response-required=true``; ``code`` for a timeout above ``maximum``.
+    """
     respond = _boolean(request, "response-required")
     raw = request.header_or_query("timeout")
     timeout_s = default if raw is None else parse_timeout(raw, maximum=maximum, error_code=code)
@@ -285,7 +321,11 @@ def _boolean(request: Request, name: str) -> bool | None:
         return None
     value = raw.strip().lower()
     if value not in ("true", "false"):
-        raise _header_invalid(name, raw, "'true' or 'false'")
+        raise InvalidInput(
+            f"The value '{raw}' of the header '{name}' is not a valid boolean.",
+            description="Use 'true' or 'false'.",
+            error_code="header.invalid",
+        )
     return value == "true"
 
 

@@ -57,6 +57,7 @@ from edgetwin.api.http import (
     new_correlation_id,
     send_response,
 )
+from edgetwin.api.live import response_options
 from edgetwin.api.whoami import WHOAMI_PATHS, whoami
 from edgetwin.core.commands import (
     CountThings,
@@ -81,7 +82,6 @@ from edgetwin.errors import (
     RequestTimeout,
     UnsupportedMediaType,
 )
-from edgetwin.protocol.live import parse_timeout
 from edgetwin.rql.options import DEFAULT_PAGE_SIZE, SearchOptions, format_options, parse_options
 from edgetwin.twin import MAX_JSON_DEPTH, parse_fields, parse_pointer, parse_thing_id
 from edgetwin.twin.things import lift_policy_specials
@@ -284,7 +284,11 @@ class ThingsApi:
         condition = request.header_or_query("live-channel-condition")
         if channel == "live" or condition is not None:
             return await self._live_command(request, auth, kind, method, thing_id, path, condition)
-        timeout_s, respond = _response_options(request)
+        # Fire and forget (timeout=0) still runs the command to its end (it is local and fast): only the
+        # answer is 202.
+        timeout_s, respond = response_options(
+            request, default=None, maximum=MAX_TIMEOUT_S, code="gateway:timeout.invalid"
+        )
         pre = _preconditions(request)
         if timeout_s is None:
             # No deadline of our own by default: the only wait is the local single writer, whose commits
@@ -636,40 +640,6 @@ def _method_not_allowed(method: str, allow: tuple[str, ...]) -> MethodNotAllowed
         description=f"Use one of: {names}.",
         headers={"allow": names},
     )
-
-
-def _response_options(request: Request) -> tuple[float | None, bool]:
-    """``timeout`` in seconds (``None`` if not given) and whether a response body is wanted (ditto.md 1.11)."""
-    respond = True
-    required = request.header_or_query("response-required")
-    if required is not None:
-        lowered = required.strip().lower()
-        if lowered not in ("true", "false"):
-            raise InvalidInput(
-                f"The value '{required}' of the header 'response-required' is not a valid boolean.",
-                description="Use 'true' or 'false'.",
-                error_code="header.invalid",
-            )
-        respond = lowered == "true"
-    raw_timeout = request.header_or_query("timeout")
-    if raw_timeout is None:
-        return None, respond
-    timeout_s = _parse_timeout(raw_timeout)
-    if timeout_s == 0:
-        if required is not None and respond:
-            raise InvalidInput(
-                "The headers 'timeout=0' and 'response-required=true' contradict each other.",
-                description="A response cannot be awaited with a timeout of 0.",
-                error_code="header.invalid",
-            )
-        # Fire and forget: the command still runs to its end (it is local and fast), only the answer is 202.
-        return None, False
-    return timeout_s, respond
-
-
-def _parse_timeout(text: str) -> float:
-    """Ditto's duration for a twin command: at most 60 s (ditto.md 1.11)."""
-    return parse_timeout(text, maximum=MAX_TIMEOUT_S, error_code="gateway:timeout.invalid")
 
 
 def _preconditions(request: Request) -> Preconditions:
