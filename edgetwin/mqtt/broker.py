@@ -770,7 +770,7 @@ class Broker:
         Raises:
             EdgeTwinError: the store could not take it (nothing was delivered).
         """
-        message = Message(topic, payload, qos, retain, properties, _expiry_at(properties, self._clock()))
+        message = Message.stamped(topic, payload, qos, retain, properties, now=self._clock())
         self.received += 1
         return await self._route(message, None)
 
@@ -1015,11 +1015,6 @@ def _properties_from_json(data: dict[str, Any]) -> Properties:
         correlation_data=None if correlation is None else base64.b64decode(correlation),
         user_properties=tuple((str(k), str(v)) for k, v in data.get("user_properties", ())),
     )
-
-
-def _expiry_at(properties: Properties, now: float) -> float | None:
-    interval = properties.message_expiry_interval
-    return None if interval is None else now + interval
 
 
 def _connack_bytes(connack: Connack, level: int) -> bytes:

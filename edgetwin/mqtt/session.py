@@ -153,6 +153,32 @@ class Message:
     _template: PublishTemplate | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
+    def stamped(
+        cls,
+        topic: str,
+        payload: bytes,
+        qos: int = 0,
+        retain: bool = False,
+        properties: Properties = NO_PROPERTIES,
+        *,
+        now: float | None,
+    ) -> Message:
+        """A message published now (by the broker on a client's behalf): its expiry stamped from ``now``.
+
+        Args:
+            topic: the topic name.
+            payload: the payload.
+            qos: the QoS it is published with.
+            retain: the RETAIN flag.
+            properties: its 5.0 properties (Message Expiry Interval counts from ``now``).
+            now: the caller's clock; ``None`` leaves the expiry unset.
+
+        Returns:
+            The message.
+        """
+        return cls(topic, payload, qos, retain, properties, _expiry(properties, now))
+
+    @classmethod
     def from_will(cls, will: Will, *, now: float | None = None) -> Message:
         """The message a will becomes when it is published (§3.1.2.5).
 
@@ -166,7 +192,7 @@ class Message:
         properties = will.properties
         if properties.will_delay_interval is not None:
             properties = properties._replace(will_delay_interval=None)
-        return cls(will.topic, will.payload, will.qos, will.retain, properties, _expiry(properties, now))
+        return cls.stamped(will.topic, will.payload, will.qos, will.retain, properties, now=now)
 
     def template(self) -> PublishTemplate:
         """The message encoded once for all its receivers (built on first use, then cached).
