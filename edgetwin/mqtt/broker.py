@@ -44,7 +44,6 @@ Contract:
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import logging
 import math
@@ -85,7 +84,15 @@ from edgetwin.mqtt.codec import (
     UnsupportedProtocolVersion,
     encode_packet,
 )
-from edgetwin.mqtt.session import Inbound, Message, Outcome, Session, SessionConfig
+from edgetwin.mqtt.session import (
+    Inbound,
+    Message,
+    Outcome,
+    Session,
+    SessionConfig,
+    properties_from_json,
+    properties_to_json,
+)
 from edgetwin.mqtt.topics import TopicError, TopicPermissions, matches
 from edgetwin.mqtt.trie import SubscriptionOptions, SubscriptionTrie, literal_prefix, split_shared
 
@@ -272,7 +279,7 @@ class Broker:
                 with contextlib.suppress(TopicError, ValueError):
                     self._trie.subscribe(topic_filter, record.client_id, SubscriptionOptions(**options))
             for seq, item in queued:
-                properties = _properties_from_json(item.properties)
+                properties = properties_from_json(item.properties)
                 message = Message(
                     item.topic, item.payload, item.qos, item.retain, properties, item.expires_at
                 )
@@ -923,9 +930,7 @@ class Broker:
             for topic, payload in list(self._sys.items()):
                 if matches(topic_filter, topic):
                     self._deliver(client, Message(topic, payload, 0, True), 0, True, ids, None)
-        for stored in self._store.scan_retained(literal_prefix(topic_filter)):
-            if not matches(topic_filter, stored.topic):
-                continue
+        for stored in self.retained_matching([topic_filter]):
             message = _from_retained(stored)
             self._deliver(client, message, min(stored.qos, options.qos), True, ids, None)
 
@@ -973,48 +978,23 @@ def _expiry_interval(connect: Connect) -> int:
 
 def _queued(message: Message, qos: int, retain: bool) -> QueuedMessage:
     return QueuedMessage(
-        message.topic, message.payload, qos, retain, _properties_json(message.properties), message.expires_at
+        message.topic,
+        message.payload,
+        qos,
+        retain,
+        properties_to_json(message.properties),
+        message.expires_at,
     )
 
 
 def _retained(message: Message, now: float) -> RetainedMessage:
-    properties = _properties_json(message.properties)
+    properties = properties_to_json(message.properties)
     return RetainedMessage(message.topic, message.payload, message.qos, properties, now, message.expires_at)
 
 
 def _from_retained(stored: RetainedMessage) -> Message:
-    properties = _properties_from_json(stored.properties)
+    properties = properties_from_json(stored.properties)
     return Message(stored.topic, stored.payload, stored.qos, True, properties, stored.expires_at)
-
-
-def _properties_json(p: Properties) -> dict[str, Any]:
-    """The 5.0 message properties a stored message keeps (forwarded unchanged, MQTT-3.3.2-17/-18)."""
-    out: dict[str, Any] = {}
-    if p.payload_format_indicator is not None:
-        out["payload_format_indicator"] = p.payload_format_indicator
-    if p.message_expiry_interval is not None:
-        out["message_expiry_interval"] = p.message_expiry_interval
-    if p.content_type is not None:
-        out["content_type"] = p.content_type
-    if p.response_topic is not None:
-        out["response_topic"] = p.response_topic
-    if p.correlation_data is not None:
-        out["correlation_data"] = base64.b64encode(p.correlation_data).decode("ascii")
-    if p.user_properties:
-        out["user_properties"] = [list(pair) for pair in p.user_properties]
-    return out
-
-
-def _properties_from_json(data: dict[str, Any]) -> Properties:
-    correlation = data.get("correlation_data")
-    return Properties(
-        payload_format_indicator=data.get("payload_format_indicator"),
-        message_expiry_interval=data.get("message_expiry_interval"),
-        content_type=data.get("content_type"),
-        response_topic=data.get("response_topic"),
-        correlation_data=None if correlation is None else base64.b64decode(correlation),
-        user_properties=tuple((str(k), str(v)) for k, v in data.get("user_properties", ())),
-    )
 
 
 def _connack_bytes(connack: Connack, level: int) -> bytes:

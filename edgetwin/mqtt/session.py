@@ -98,6 +98,8 @@ __all__ = [
     "Session",
     "SessionConfig",
     "SessionStatistics",
+    "properties_from_json",
+    "properties_to_json",
 ]
 
 _MAX_PACKET_ID: Final = 65535
@@ -833,7 +835,10 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _properties_to_json(properties: Properties) -> dict[str, Any]:
+def properties_to_json(properties: Properties) -> dict[str, Any]:
+    """5.0 properties as JSON-able data (the fields that are set; binary values as base64 text), as a
+    persisted session, a queued message or a retained value stores them. Inverse of
+    :func:`properties_from_json`."""
     out: dict[str, Any] = {}
     value: Any
     for name, value in zip(properties._fields, properties, strict=True):
@@ -849,7 +854,12 @@ def _properties_to_json(properties: Properties) -> dict[str, Any]:
     return out
 
 
-def _properties_from_json(data: dict[str, Any]) -> Properties:
+def properties_from_json(data: dict[str, Any]) -> Properties:
+    """The properties :func:`properties_to_json` wrote.
+
+    Raises:
+        ValueError: an unknown property name.
+    """
     values: dict[str, Any] = {}
     for name, value in data.items():
         if name not in Properties._fields:
@@ -870,7 +880,7 @@ def _message_to_json(message: Message) -> dict[str, Any]:
         "payload": _b64(message.payload),
         "qos": message.qos,
         "retain": message.retain,
-        "properties": _properties_to_json(message.properties),
+        "properties": properties_to_json(message.properties),
         "expires_at": message.expires_at,
     }
 
@@ -882,7 +892,7 @@ def _message_from_json(data: dict[str, Any]) -> Message:
         base64.b64decode(data["payload"]),
         int(data["qos"]),
         bool(data["retain"]),
-        _properties_from_json(data["properties"]),
+        properties_from_json(data["properties"]),
         None if expires_at is None else float(expires_at),
     )
 

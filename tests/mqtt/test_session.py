@@ -47,6 +47,8 @@ def test_public_names_are_pinned() -> None:
         "Session",
         "SessionConfig",
         "SessionStatistics",
+        "properties_from_json",
+        "properties_to_json",
     ]
 
 
