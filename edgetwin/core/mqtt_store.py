@@ -16,7 +16,6 @@ Contract:
 from __future__ import annotations
 
 import logging
-import math
 from typing import TYPE_CHECKING, Final
 
 import trio
@@ -179,4 +178,4 @@ class BrokerStore:
 
 
 def _expired(expires_at: float | None, now: float) -> bool:
-    return expires_at is not None and expires_at <= now and not math.isinf(expires_at)
+    return expires_at is not None and expires_at <= now
